@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="projects:list", permanent=False)),
+    path("accounts/", include("apps.accounts.urls")),
+    path("projects/", include("apps.projects.urls")),
+    path("projects/<int:project_id>/data/", include("apps.datasets.urls")),
+    path("jobs/", include("apps.jobs.urls")),
+    path("api/", include("apps.api.urls")),
+    path("django-admin/", admin.site.urls),
+]

@@ -1,0 +1,45 @@
+"""Reads of projects, always scoped to the user asking."""
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from apps.projects.models import Membership, Project, Role
+
+
+def projects_for_user(*, user) -> QuerySet[Project]:
+    """Projects the user is a member of (all of them for superusers)."""
+    if not user.is_authenticated:
+        return Project.objects.none()
+    if user.is_superuser:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user).distinct()
+
+
+def role_in_project(*, user, project: Project) -> str | None:
+    """The user's role in the project, ``None`` when not a member. Superusers act as admins."""
+    if not user.is_authenticated:
+        return None
+    if user.is_superuser:
+        return Role.ADMIN
+    membership = Membership.objects.filter(project=project, user=user).only("role").first()
+    return membership.role if membership else None
+
+
+def get_project_for_user(*, user, project_id: int, admin: bool = False) -> Project:
+    """The project if the user may see it (and administer it, with ``admin``); else 404.
+
+    A project the user may not see raises 404 rather than 403 so that its existence does not
+    leak. A member who is not an admin gets PermissionDenied for admin-only actions.
+    """
+    from django.core.exceptions import PermissionDenied
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise Http404("No such project.")
+    role = role_in_project(user=user, project=project)
+    if role is None:
+        raise Http404("No such project.")
+    if admin and role != Role.ADMIN:
+        raise PermissionDenied("Only project admins can do this.")
+    project.user_role = role
+    return project

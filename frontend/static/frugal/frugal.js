@@ -1,0 +1,12 @@
+// Progressive enhancement only: every action works as a plain link or form without this file.
+document.addEventListener("htmx:responseError", function (event) {
+  var box = document.getElementById("htmx-error");
+  if (!box) {
+    box = document.createElement("div");
+    box.id = "htmx-error";
+    box.className = "flash-error";
+    document.body.appendChild(box);
+  }
+  box.textContent = "The server could not complete that (" + event.detail.xhr.status + "). Reload and try again.";
+  setTimeout(function () { box.remove(); }, 6000);
+});
