@@ -7,6 +7,7 @@ urlpatterns = [
     path("accounts/", include("apps.accounts.urls")),
     path("projects/", include("apps.projects.urls")),
     path("projects/<int:project_id>/data/", include("apps.datasets.urls")),
+    path("projects/<int:project_id>/import/", include("apps.datasets.import_urls")),
     path("jobs/", include("apps.jobs.urls")),
     path("api/", include("apps.api.urls")),
     path("django-admin/", admin.site.urls),
