@@ -6,6 +6,8 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apps.frugal.settings")
 
-app = Celery("frugal")
+# Each area keeps its thin tasks in its own module; the list is the whole set.
+TASK_MODULES = ["workers.tasks", "workers.dataset_tasks"]
+
+app = Celery("frugal", include=TASK_MODULES)
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers"], related_name="tasks", force=True)

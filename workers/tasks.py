@@ -1,0 +1,1 @@
+"""Generic job tasks (see workers/base.py)."""
