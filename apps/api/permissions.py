@@ -46,3 +46,15 @@ class IsProjectAdmin(BasePermission):
         from apps.projects.selectors import role_in_project
 
         return role_in_project(user=request.user, project=obj.project) == Role.ADMIN
+
+
+class IsStaffOrReadOnly(BasePermission):
+    """Reads for any authenticated caller; writes for staff members (e.g. creating projects)."""
+
+    message = "Only staff members can do this."
+
+    def has_permission(self, request, view):
+        if request.method in SAFE_METHODS:
+            return True
+        user = request.user
+        return bool(user and user.is_authenticated and (user.is_staff or user.is_superuser))

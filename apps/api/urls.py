@@ -1,4 +1,5 @@
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 # Each app contributes its own endpoints under /api/v1/; this module only assembles them.
 urlpatterns = [
@@ -6,4 +7,9 @@ urlpatterns = [
     path("v1/", include("apps.datasets.api_urls")),
     path("v1/", include("apps.datasets.export_api_urls")),
     path("v1/", include("apps.jobs.api_urls")),
+    # OpenAPI schema and its docs pages (Swagger UI and Redoc assets served locally by the
+    # drf-spectacular-sidecar app, no CDN).
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
 ]

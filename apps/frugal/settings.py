@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "template_partials",
     "apps.accounts",
     "apps.projects",
@@ -69,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "apps.frugal.middleware.HtmxLoginRedirectMiddleware",
 ]
 
 ROOT_URLCONF = "apps.frugal.urls"
@@ -119,6 +121,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request without it
 STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
 MEDIA_ROOT = Path(os.environ.get("FRUGAL_MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "/media/"
@@ -234,6 +237,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # The docs page's Swagger UI and Redoc assets come from drf-spectacular-sidecar (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Tags and operation ids come from the path after /api/v1/ (projects, jobs, ...).
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
 }
 
 LOGGING = {

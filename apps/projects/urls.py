@@ -1,4 +1,23 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from apps.projects import views
 
 app_name = "projects"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.project_list, name="list"),
+    path("new/", views.project_create, name="create"),
+    path("<int:project_id>/", views.dashboard, name="dashboard"),
+    path("<int:project_id>/settings/", views.project_settings, name="settings"),
+    path("<int:project_id>/members/", views.members, name="members"),
+    path("<int:project_id>/members/add/", views.member_add, name="member_add"),
+    path(
+        "<int:project_id>/members/<int:membership_id>/role/",
+        views.member_role,
+        name="member_role",
+    ),
+    path(
+        "<int:project_id>/members/<int:membership_id>/remove/",
+        views.member_remove,
+        name="member_remove",
+    ),
+]
