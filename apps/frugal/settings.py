@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "apps.projects",
     "apps.datasets",
     "apps.jobs",
+    "apps.training",
+    "apps.rules",
     "apps.api",
 ]
 
@@ -217,6 +219,8 @@ FRUGAL_QUEUE_PREFIX = os.environ.get("FRUGAL_QUEUE_PREFIX", "")
 FRUGAL_GPU_WORKERS = env_bool("FRUGAL_GPU_WORKERS", False)
 # A running job whose heartbeat is older than this is considered dead.
 FRUGAL_JOB_HEARTBEAT_TIMEOUT_S = int(os.environ.get("FRUGAL_JOB_HEARTBEAT_TIMEOUT_S", "120"))
+# A job whose worker died is re-run until it has been started this many times in all.
+FRUGAL_JOB_MAX_ATTEMPTS = int(os.environ.get("FRUGAL_JOB_MAX_ATTEMPTS", "3"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -44,7 +44,11 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["project", "-created_at"], name="job_project_idx")]
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="job_project_idx"),
+            # The stale-job check looks up running jobs on every jobs page read.
+            models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"

@@ -1,0 +1,239 @@
+"""``python manage.py runstack``: the web server and a job worker, supervised together.
+
+Starts gunicorn (serving ``apps.frugal.wsgi`` with whitenoise for static files) and one Celery
+worker consuming the ``cpu`` and ``gpu`` queues. Ctrl-C stops both; if either dies, the other is
+stopped and the command exits non-zero saying which one died.
+"""
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.jobs.services import broker_display
+
+# One job at a time per worker, in a pool child process: on 2 cores a prefork pool of 1 costs
+# about the same as --pool=solo while running (see bench/jobs_pool.py), and buys what solo
+# cannot: a job that crashes or is OOM-killed takes only its child with it (the job is failed at
+# once, the worker lives on), the parent keeps answering revoke/ping during long jobs, and each
+# child is replaced after a few jobs so memory from big models is given back. -O fair: a child
+# only gets a task when it is free, so a long job never holds a second one back.
+WORKER_POOL_ARGS = [
+    "--pool",
+    "prefork",
+    "--concurrency",
+    "1",
+    "-O",
+    "fair",
+    "--max-tasks-per-child",
+    "20",
+]
+
+# Libraries start one thread per core by default; on a small shared machine the worker must not
+# fight the web server for them. Set these in the environment to override.
+THREAD_LIMITS = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+STOP_GRACE_S = 10
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if runstack itself is killed (no orphaned servers)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def worker_command(
+    *, nodename: str, loglevel: str = "INFO", pool_args: list[str] | None = None
+) -> list[str]:
+    prefix = settings.FRUGAL_QUEUE_PREFIX
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "-Q",
+        f"{prefix}cpu,{prefix}gpu",
+        *(WORKER_POOL_ARGS if pool_args is None else pool_args),
+        "-n",
+        nodename,
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        loglevel,
+    ]
+
+
+def web_command(*, host: str, port: int, workers: int, threads: int) -> list[str]:
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "apps.frugal.wsgi:application",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--timeout",
+        "120",
+        "--graceful-timeout",
+        str(STOP_GRACE_S),
+        "--access-logfile",
+        "-",
+    ]
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _answers(host: str, port: int) -> bool:
+    target = "127.0.0.1" if host == "0.0.0.0" else ("::1" if host == "::" else host)  # noqa: S104
+    try:
+        with socket.create_connection((target, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class Command(BaseCommand):
+    help = "Run the web server (gunicorn) and a Celery worker together; Ctrl-C stops both."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument("--web-threads", type=int, default=4)
+        parser.add_argument("--loglevel", default="INFO")
+
+    def handle(self, *args, host, port, web_workers, web_threads, loglevel, **options):
+        if not 0 < port < 65536:
+            raise CommandError(f"--port must be between 1 and 65535 (got {port}).")
+        if not _port_free(host, port):
+            raise CommandError(
+                f"Port {port} on {host} is already in use; stop what runs there or pass --port."
+            )
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "apps.frugal.settings"}
+        for name, value in THREAD_LIMITS.items():
+            env.setdefault(name, value)
+        # The worker must use the broker this process resolved (the default depends on whether
+        # Redis answered a moment ago), so it is passed explicitly.
+        env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
+        nodename = f"frugal@{socket.gethostname()}"
+        children: dict[str, subprocess.Popen] = {}
+        stopping = False
+
+        def request_stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        previous = {
+            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            children["worker"] = subprocess.Popen(
+                worker_command(nodename=nodename, loglevel=loglevel),
+                env=env,
+                cwd=str(settings.BASE_DIR),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - runs before exec, no threads yet
+            )
+            children["web server"] = subprocess.Popen(
+                web_command(host=host, port=port, workers=web_workers, threads=web_threads),
+                env=env,
+                cwd=str(settings.BASE_DIR),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )
+            died = None
+            announced = False
+            while not stopping and died is None:
+                if not announced and _answers(host, port):
+                    self._banner(host, port, nodename)
+                    announced = True
+                time.sleep(0.3)
+                died = next((name for name, p in children.items() if p.poll() is not None), None)
+        finally:
+            self._stop_all(children)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if died is not None:
+            code = children[died].returncode
+            others = [name for name in children if name != died]
+            raise CommandError(
+                f"The {died} exited unexpectedly (exit code {code}); stopped the "
+                f"{' and '.join(others)}. Its output above says why."
+            )
+        self.stdout.write("Stopped the web server and the worker.")
+
+    def _banner(self, host: str, port: int, nodename: str) -> None:
+        shown_host = f"[{host}]" if ":" in host else host
+        if host in ("0.0.0.0", "::"):  # noqa: S104 - only for display
+            shown_host = "127.0.0.1"
+        url = f"http://{shown_host}:{port}/"
+        broker = settings.CELERY_BROKER_URL
+        if broker.startswith("filesystem://"):
+            broker_text = (
+                f"embedded filesystem broker in {settings.VAR_DIR / 'broker'} (no Redis answered; "
+                "web and worker must share this folder, so one host only)"
+            )
+        else:
+            broker_text = broker_display()
+        db = settings.DATABASES["default"]
+        db_text = db["NAME"] if db["ENGINE"].endswith("sqlite3") else f"{db['ENGINE']} {db['NAME']}"
+        prefix = settings.FRUGAL_QUEUE_PREFIX
+        self.stdout.write(
+            self.style.SUCCESS(f"\nFrugal is running at {url}\n")
+            + f"  log in:   {url}accounts/login/  (accounts: printed by `manage.py load_demo`)\n"
+            + f"  broker:   {broker_text}\n"
+            + f"  database: {db_text}\n"
+            + f"  worker:   {nodename}, queues {prefix}cpu and {prefix}gpu\n"
+            + "  Ctrl-C stops both.\n"
+        )
+
+    def _stop_all(self, children: dict[str, subprocess.Popen]) -> None:
+        """SIGTERM (gunicorn: graceful; celery: warm shutdown), then SIGQUIT/SIGKILL after a
+        grace period — a running job is then re-queued by the next worker start."""
+        alive = {name: p for name, p in children.items() if p.poll() is None}
+        for proc in alive.values():
+            self._signal(proc, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline and any(p.poll() is None for p in alive.values()):
+            time.sleep(0.2)
+        for name, proc in alive.items():
+            if proc.poll() is None:
+                self.stderr.write(f"The {name} did not stop in {STOP_GRACE_S} s; killing it.")
+                self._signal(proc, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)

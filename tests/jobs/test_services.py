@@ -1,0 +1,234 @@
+"""Job services: launching and routing, cancelling, stale-job detection, worker-restart recovery."""
+
+import datetime
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+
+from apps.jobs import services
+from apps.jobs.kinds import JOB_QUEUES, clean_selftest_params, queue_for_kind
+from apps.jobs.models import Job, JobStatus
+from apps.jobs.services import (
+    launch_job,
+    mark_stale_jobs,
+    recover_jobs_of_node,
+    request_cancel,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Capture the task messages instead of sending them to the broker."""
+    from workers.celery_app import app
+
+    messages = []
+    monkeypatch.setattr(app, "send_task", lambda name, **kw: messages.append({"name": name, **kw}))
+    return messages
+
+
+def test_launch_creates_a_queued_job_and_enqueues_it_on_commit(
+    project, admin_user, sent, settings, django_capture_on_commit_callbacks
+):
+    settings.FRUGAL_QUEUE_PREFIX = "ci7-"
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = launch_job(kind="selftest", project=project, user=admin_user, params={"steps": 2})
+    assert job.status == JobStatus.QUEUED
+    assert job.launched_by == admin_user
+    assert sent == []  # nothing is sent before the transaction commits
+    for callback in callbacks:
+        callback()
+    assert len(sent) == 1
+    assert sent[0]["name"] == "frugal.selftest"
+    assert sent[0]["args"] == [job.pk]
+    assert sent[0]["queue"] == "ci7-cpu"
+    assert sent[0]["task_id"] == job.celery_task_id
+
+
+@pytest.mark.parametrize(
+    ("kind", "gpu_workers", "expected"),
+    [
+        ("train_weak_learner", True, "gpu"),
+        ("train_weak_learner", False, "cpu"),
+        ("import_dataset", True, "cpu"),
+        ("selftest", True, "cpu"),
+    ],
+)
+def test_queue_routing_by_kind(settings, kind, gpu_workers, expected):
+    settings.FRUGAL_GPU_WORKERS = gpu_workers
+    assert queue_for_kind(kind) == expected
+
+
+def test_explicit_queue_mapping_overrides_the_name_rule(settings, monkeypatch):
+    settings.FRUGAL_GPU_WORKERS = True
+    monkeypatch.setitem(JOB_QUEUES, "lorc_compress", "gpu")
+    settings.FRUGAL_JOB_QUEUES = {"train_tiny_head": "cpu"}
+    assert queue_for_kind("lorc_compress") == "gpu"
+    assert queue_for_kind("train_tiny_head") == "cpu"
+
+
+def test_gpu_job_is_sent_to_the_prefixed_gpu_queue(
+    project, admin_user, sent, settings, django_capture_on_commit_callbacks
+):
+    settings.FRUGAL_GPU_WORKERS = True
+    settings.FRUGAL_QUEUE_PREFIX = "x-"
+    with django_capture_on_commit_callbacks(execute=True):
+        job = launch_job(kind="train_student", project=project, user=admin_user, params={})
+    assert job.queue == "gpu"
+    assert sent[0]["queue"] == "x-gpu"
+
+
+@pytest.mark.parametrize("kind", ["", "Train", "rm -rf", "a" * 65, None])
+def test_launch_rejects_malformed_kinds_and_creates_nothing(project, admin_user, kind):
+    with pytest.raises(ValidationError):
+        launch_job(kind=kind, project=project, user=admin_user, params={})
+    assert not Job.objects.exists()
+
+
+def test_launch_rejects_params_that_are_not_an_object(project, admin_user):
+    with pytest.raises(ValidationError):
+        launch_job(kind="selftest", project=project, user=admin_user, params=[1, 2])
+    assert not Job.objects.exists()
+
+
+def test_unreachable_broker_fails_the_job_with_a_clear_message(
+    project, admin_user, monkeypatch, django_capture_on_commit_callbacks
+):
+    from workers.celery_app import app
+
+    def refuse(*args, **kwargs):
+        raise ConnectionRefusedError("Connection refused")
+
+    monkeypatch.setattr(app, "send_task", refuse)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = launch_job(kind="selftest", project=project, user=admin_user, params={})
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "Could not reach the job queue" in job.error
+
+
+def test_eager_mode_runs_the_job_in_process_at_commit(
+    project, admin_user, settings, django_capture_on_commit_callbacks
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    with django_capture_on_commit_callbacks(execute=True):
+        job = launch_job(
+            kind="selftest",
+            project=project,
+            user=admin_user,
+            params={"steps": 3, "step_seconds": 0},
+        )
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    assert job.result["steps"] == 3
+    assert "Step 3 of 3 done." in job.log
+
+
+def test_eager_mode_fails_a_job_of_unknown_kind(
+    project, admin_user, settings, django_capture_on_commit_callbacks
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    with django_capture_on_commit_callbacks(execute=True):
+        job = launch_job(kind="no_such_kind", project=project, user=admin_user, params={})
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "no_such_kind" in job.error
+
+
+def test_cancelling_a_queued_job_cancels_it_at_once_and_revokes_it(
+    make_job, admin_user, monkeypatch, django_capture_on_commit_callbacks
+):
+    revoked = []
+    monkeypatch.setattr(services, "_revoke", revoked.append)
+    job = make_job(celery_task_id="task-123")
+    with django_capture_on_commit_callbacks(execute=True):
+        job = request_cancel(job=job, user=admin_user)
+    assert job.status == JobStatus.CANCELLED
+    assert job.finished_at is not None
+    assert "Cancelled by owner before it started" in job.log
+    assert revoked == ["task-123"]
+
+
+def test_cancelling_a_running_job_asks_it_to_stop(make_job, admin_user):
+    job = make_job(status=JobStatus.RUNNING, attempts=1, heartbeat_at=timezone.now())
+    job = request_cancel(job=job, user=admin_user)
+    assert job.status == JobStatus.RUNNING
+    assert job.cancel_requested is True
+    assert "Cancel requested by owner" in job.message
+
+
+@pytest.mark.parametrize("status", [JobStatus.SUCCEEDED, JobStatus.FAILED])
+def test_cancelling_a_finished_job_is_refused_and_changes_nothing(make_job, admin_user, status):
+    job = make_job(status=status)
+    with pytest.raises(ValidationError, match="already finished"):
+        request_cancel(job=job, user=admin_user)
+    job.refresh_from_db()
+    assert job.status == status
+    assert job.cancel_requested is False
+
+
+def test_annotators_cannot_cancel_jobs(make_job, annotator):
+    job = make_job()
+    with pytest.raises(PermissionDenied):
+        request_cancel(job=job, user=annotator)
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+
+
+def test_running_job_without_a_recent_heartbeat_is_marked_failed(make_job, settings):
+    settings.FRUGAL_JOB_HEARTBEAT_TIMEOUT_S = 60
+    now = timezone.now()
+    stale = make_job(
+        status=JobStatus.RUNNING,
+        heartbeat_at=now - datetime.timedelta(seconds=61),
+        worker="gone@host pid 9",
+    )
+    fresh = make_job(status=JobStatus.RUNNING, heartbeat_at=now - datetime.timedelta(seconds=5))
+    queued = make_job()
+    assert mark_stale_jobs() == 1
+    stale.refresh_from_db()
+    fresh.refresh_from_db()
+    queued.refresh_from_db()
+    assert stale.status == JobStatus.FAILED
+    assert stale.error.startswith("The worker stopped responding (")
+    assert "gone@host pid 9" in stale.error
+    assert stale.finished_at is not None
+    assert fresh.status == JobStatus.RUNNING
+    assert queued.status == JobStatus.QUEUED
+
+
+def test_worker_restart_requeues_its_unfinished_jobs_or_fails_them_past_max_attempts(
+    make_job, settings, sent
+):
+    settings.FRUGAL_JOB_MAX_ATTEMPTS = 2
+    retry = make_job(status=JobStatus.RUNNING, attempts=1, worker="frugal@box pid 10")
+    give_up = make_job(status=JobStatus.RUNNING, attempts=2, worker="frugal@box pid 10")
+    other = make_job(status=JobStatus.RUNNING, attempts=1, worker="frugal@boxer pid 3")
+    old_task_id = retry.celery_task_id
+    assert recover_jobs_of_node(node="frugal@box") == 2
+    for job in (retry, give_up, other):
+        job.refresh_from_db()
+    assert retry.status == JobStatus.QUEUED
+    assert retry.celery_task_id != old_task_id
+    assert [m["args"] for m in sent] == [[retry.pk]]
+    assert give_up.status == JobStatus.FAILED
+    assert "restarted" in give_up.error
+    assert other.status == JobStatus.RUNNING
+
+
+def test_selftest_params_are_validated():
+    assert clean_selftest_params({}) == {"steps": 5, "step_seconds": 0.5}
+    assert clean_selftest_params({"steps": 3, "fail_at_step": 2})["fail_at_step"] == 2
+    too_long = {"steps": 1000, "step_seconds": 60}
+    for bad in (
+        {"steps": 0},
+        {"steps": "5"},
+        {"steps": 2.5},
+        {"fail_at_step": 9},
+        {"x": 1},
+        too_long,
+    ):
+        with pytest.raises(ValidationError):
+            clean_selftest_params(bad)
