@@ -12,6 +12,20 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def private_cache(settings):
+    """Each test gets an empty in-process cache, never another run's claims in Redis."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "frugal-tests",
+        }
+    }
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def data_dir() -> Path:
     """The shared corpora folder; tests that need it skip with a reason when it is absent."""

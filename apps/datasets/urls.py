@@ -1,4 +1,12 @@
-from django.urls import path  # noqa: F401
+"""Pages under /projects/<project_id>/data/: the examples browser and gold labeling."""
+
+from django.urls import path
+
+from apps.datasets import views
 
 app_name = "datasets"
-urlpatterns: list = []
+urlpatterns = [
+    path("examples/", views.examples, name="examples"),
+    path("examples/<int:example_id>/", views.example_detail, name="example_detail"),
+    path("label/", views.label, name="label"),
+]

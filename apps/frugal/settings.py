@@ -206,6 +206,26 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+# The cache holds short-lived cross-process state (claims that keep two annotators off the
+# same example). It must be shared by all web processes: Redis when the broker is Redis (or
+# CACHE_URL names one), else a folder under var/ (one host, like the embedded broker).
+_cache_url = os.environ.get("CACHE_URL") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis://") else ""
+)
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "frugal-cache" + os.environ.get("FRUGAL_QUEUE_PREFIX", ""),
+        }
+        if _cache_url
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    )
+}
 # Job state lives in the Job table; Celery's result backend is not needed.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

@@ -1,0 +1,93 @@
+"""Browser tests: Debian's Chromium driven by Playwright's sync API against pytest-django's
+live server.
+
+Never ``playwright install``: the tests use the system browser at ``/usr/bin/chromium``
+(``make chromium`` installs it; ``FRUGAL_CHROMIUM`` points elsewhere) and skip with the reason
+when it is absent. Screenshots go to ``tests/screenshots/`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+CHROMIUM = Path(os.environ.get("FRUGAL_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
+PASSWORD = "pw-for-tests-123"  # tests/conftest.py make_user's default
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: run `make chromium` (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -r requirements-test.txt)")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # between browser steps are still plain synchronous calls, so Django's guard is lifted.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh browser context and page; ``page.base_url`` is the live server's URL."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def login(page, live_server):
+    """Log a user in through the real login form: ``login(user)`` returns the page."""
+
+    def log_in(user, password: str = PASSWORD):
+        page.goto(reverse("accounts:login"))
+        page.fill("input[name=username]", user.username)
+        page.fill("input[name=password]", password)
+        page.click("form button[type=submit]")
+        page.wait_for_url(re.compile(r"^(?!.*/accounts/login/).*$"))
+        return page
+
+    return log_in
+
+
+@pytest.fixture
+def screenshot(request):
+    """``screenshot(page, "step")`` saves tests/screenshots/<test name>-<step>.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, step: str) -> Path:
+        path = SCREENSHOTS / f"{request.node.name}-{step}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take

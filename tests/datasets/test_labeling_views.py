@@ -1,0 +1,240 @@
+"""The gold labeling page: label, skip and undo with and without htmx, labeling pool examples
+into dev, progress, and the message a second annotator gets instead of an overwrite."""
+
+import re
+
+import pytest
+from django.core.cache import cache
+from django.urls import reverse
+
+from apps.datasets import services
+from apps.datasets.models import Example
+from apps.projects.models import Membership, Role
+
+HTMX = {"HX-Request": "true"}
+
+
+@pytest.fixture(autouse=True)
+def clear_claims():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def dev(project):
+    Example.objects.bulk_create(
+        Example(project=project, external_id=f"d{i}", text=f"dev text <{i}>", split="dev")
+        for i in range(3)
+    )
+    return list(Example.objects.filter(project=project, split="dev"))
+
+
+@pytest.fixture
+def url(project):
+    return reverse("datasets:label", args=[project.pk])
+
+
+def shown_example(response) -> Example | None:
+    """The example on the card, read from the HTML (fragments carry no test context)."""
+    match = re.search(r'data-example-id="(\d+)"', response.content.decode())
+    return Example.objects.get(pk=int(match.group(1))) if match else None
+
+
+def progress(response) -> tuple[int, int]:
+    body = response.content.decode()
+    labeled = re.search(r'id="progress-labeled">(\d+)<', body).group(1)
+    total = re.search(r'id="progress-total">(\d+)<', body).group(1)
+    return int(labeled), int(total)
+
+
+@pytest.mark.django_db
+def test_page_shows_an_unlabeled_dev_example_with_label_buttons_and_progress(
+    client, annotator, dev, url
+):
+    client.force_login(annotator)
+    response = client.get(url)
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert shown_example(response) in dev
+    assert 'data-key="1"' in body and "HAM" in body and 'data-key="2"' in body and "SPAM" in body
+    assert "&lt;" in body  # the text is escaped
+    assert response.context["progress"] == {
+        "labeled": 0,
+        "total": 3,
+        "remaining": 3,
+        "percent": 0,
+    }
+    # A reload shows the same example (it is claimed for this user).
+    assert shown_example(client.get(url)).pk == shown_example(response).pk
+
+
+@pytest.mark.django_db
+def test_htmx_label_saves_and_swaps_in_the_next_example(client, annotator, dev, url):
+    client.force_login(annotator)
+    first = shown_example(client.get(url))
+    response = client.post(
+        url, {"example_id": first.pk, "label": "1", "split": "dev"}, headers=HTMX
+    )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.lstrip().startswith('<div id="label-card"')
+    first.refresh_from_db()
+    assert first.gold_label == 1 and first.gold_labeled_by == annotator
+    following = shown_example(response)
+    assert following is not None and following.pk != first.pk
+    assert progress(response) == (1, 3)
+    assert 'data-key="u" disabled' not in body
+
+
+@pytest.mark.django_db
+def test_undo_restores_the_last_label_and_shows_that_example_again(client, annotator, dev, url):
+    client.force_login(annotator)
+    first = shown_example(client.get(url))
+    client.post(url, {"example_id": first.pk, "label": "0", "split": "dev"}, headers=HTMX)
+    response = client.post(url, {"action": "undo", "split": "dev"}, headers=HTMX)
+    first.refresh_from_db()
+    assert first.gold_label is None
+    assert shown_example(response).pk == first.pk
+    assert "Undone" in response.content.decode()
+    again = client.post(url, {"action": "undo", "split": "dev"}, headers=HTMX)
+    assert "Nothing to undo" in again.content.decode()
+
+
+@pytest.mark.django_db
+def test_skip_moves_on_and_the_skipped_example_comes_back_on_request(client, annotator, dev, url):
+    client.force_login(annotator)
+    skipped = []
+    response = client.get(url)
+    for _ in range(3):
+        example = shown_example(response)
+        skipped.append(example.pk)
+        response = client.post(
+            url, {"example_id": example.pk, "action": "skip", "split": "dev"}, headers=HTMX
+        )
+    assert sorted(skipped) == sorted(e.pk for e in dev)
+    assert shown_example(response) is None
+    assert "except the 3 you skipped" in response.content.decode()
+    response = client.post(
+        url, {"example_id": "", "action": "reset_skips", "split": "dev"}, headers=HTMX
+    )
+    assert shown_example(response) is not None
+    assert Example.objects.filter(gold_label__isnull=False).count() == 0
+
+
+@pytest.mark.django_db
+def test_without_javascript_a_post_redirects_back_to_the_page(client, annotator, dev, url):
+    client.force_login(annotator)
+    first = shown_example(client.get(url, {"split": "dev"}))
+    response = client.post(url, {"example_id": first.pk, "label": "0", "split": "dev"})
+    assert response.status_code == 303
+    assert response["Location"] == f"{url}?split=dev"
+    first.refresh_from_db()
+    assert first.gold_label == 0
+    # Undo without JS shows the undone example after the redirect.
+    response = client.post(url, {"action": "undo", "split": "dev"}, follow=True)
+    assert shown_example(response).pk == first.pk
+    assert "Undone" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_pool_examples_are_labeled_into_the_chosen_split(client, project, annotator, url):
+    Example.objects.create(project=project, external_id="p1", text="pool one")
+    client.force_login(annotator)
+    response = client.get(url, {"split": "test", "source": "pool"})
+    example = shown_example(response)
+    assert example.split == "pool"
+    response = client.post(
+        url,
+        {"example_id": example.pk, "label": "1", "split": "test", "source": "pool"},
+        headers=HTMX,
+    )
+    example.refresh_from_db()
+    assert (example.split, example.gold_label) == ("test", 1)
+    assert progress(response) == (1, 1)
+    client.post(url, {"action": "undo", "split": "test", "source": "pool"}, headers=HTMX)
+    example.refresh_from_db()
+    assert (example.split, example.gold_label) == ("pool", None)
+
+
+@pytest.mark.django_db
+def test_second_annotator_is_told_the_example_was_already_labeled(
+    client, project, annotator, make_user, dev, url
+):
+    bob = make_user("bob")
+    Membership.objects.create(project=project, user=bob, role=Role.ANNOTATOR)
+    target = dev[0]
+    # Annie labels the example Bob has on screen.
+    services.set_gold_label(example=target, label=1, user=annotator)
+    client.force_login(bob)
+    response = client.post(
+        url, {"example_id": target.pk, "label": "0", "split": "dev"}, headers=HTMX
+    )
+    body = response.content.decode()
+    assert "already has the gold label SPAM" in body and "annie" in body
+    target.refresh_from_db()
+    assert target.gold_label == 1 and target.gold_labeled_by == annotator
+
+
+@pytest.mark.django_db
+def test_out_of_range_label_is_refused_with_a_message(client, annotator, dev, url):
+    client.force_login(annotator)
+    example = shown_example(client.get(url))
+    response = client.post(
+        url, {"example_id": example.pk, "label": "5", "split": "dev"}, headers=HTMX
+    )
+    assert "out of range" in response.content.decode()
+    example.refresh_from_db()
+    assert example.gold_label is None
+    assert shown_example(response).pk == example.pk
+
+
+@pytest.mark.django_db
+def test_labeling_needs_csrf_token(project, annotator, dev, url):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(annotator)
+    response = client.post(url, {"example_id": dev[0].pk, "label": "0", "split": "dev"})
+    assert response.status_code == 403
+    dev[0].refresh_from_db()
+    assert dev[0].gold_label is None
+
+
+@pytest.mark.django_db
+def test_outsider_cannot_label(client, outsider, dev, url):
+    client.force_login(outsider)
+    response = client.post(url, {"example_id": dev[0].pk, "label": "0", "split": "dev"})
+    assert response.status_code == 404
+    dev[0].refresh_from_db()
+    assert dev[0].gold_label is None
+
+
+@pytest.mark.django_db
+def test_detail_page_labels_a_pool_example_into_test(client, project, annotator):
+    example = Example.objects.create(project=project, external_id="p", text="pool text")
+    client.force_login(annotator)
+    url = reverse("datasets:example_detail", args=[project.pk, example.pk])
+    response = client.post(url, {"label": "1", "split": "test"}, follow=True)
+    assert "Gold label set to SPAM" in response.content.decode()
+    example.refresh_from_db()
+    assert (example.split, example.gold_label, example.gold_labeled_by) == ("test", 1, annotator)
+
+
+@pytest.mark.django_db
+def test_detail_page_does_not_overwrite_anothers_label(client, project, annotator, admin_user):
+    example = Example.objects.create(
+        project=project, external_id="g", text="t", split="dev", gold_label=0
+    )
+    client.force_login(annotator)
+    url = reverse("datasets:example_detail", args=[project.pk, example.pk])
+    response = client.post(url, {"label": "1"}, follow=True)
+    assert "already has the gold label HAM" in response.content.decode()
+    response = client.post(url, {"label": "1", "overwrite": "on"}, follow=True)
+    assert "Only project admins" in response.content.decode()
+    example.refresh_from_db()
+    assert example.gold_label == 0
+    client.force_login(admin_user)
+    client.post(url, {"label": "1", "overwrite": "on"})
+    example.refresh_from_db()
+    assert example.gold_label == 1 and example.gold_labeled_by == admin_user
