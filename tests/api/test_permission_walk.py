@@ -28,6 +28,7 @@ from apps.accounts.services import create_api_token
 from apps.datasets.models import Example
 from apps.jobs.models import Artifact, Job
 from apps.projects.models import Membership, Project, Role
+from apps.rules.models import Rule
 
 SECRET = "Zebra7781"  # appears in the project's name and data; strangers must never see it
 MISSING_ID = 987654321
@@ -104,6 +105,16 @@ def world(make_user):
     )
     job = Job.objects.create(project=project, kind="import", launched_by=owner, message=SECRET)
     Artifact.objects.create(project=project, job=job, kind="model", name=SECRET, path="x")
+    Rule.objects.create(
+        project=project,
+        kind="keyword",
+        definition={"kind": "keyword", "words": [SECRET], "label": 1},
+        key=SECRET,
+        key_hash=SECRET,
+        label=1,
+        description=SECRET,
+        round_number=1,
+    )
     outsider = make_user("outsider-walk")
     _, secret = create_api_token(user=outsider, name="walk")
     return {"project": project, "outsider": outsider, "token": secret}

@@ -1,0 +1,231 @@
+"""Review screen, rules list, rule detail and "write a rule" pages, per role."""
+
+import pytest
+from django.urls import reverse
+
+from apps.rules import services
+from apps.rules.models import Rule, RuleDecision, RuleStatus
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def review_url(project):
+    return reverse("rules:review", args=[project.pk])
+
+
+def test_review_page_shows_the_suggestion_its_evidence_and_stats(
+    client, project, suggestions, annotator
+):
+    client.force_login(annotator)
+    page = client.get(review_url(project)).content.decode()
+    assert "SPAM when the text contains &quot;subscribe&quot;" in page
+    assert "<mark>subscribe</mark> for free stuff" in page  # the misclassified dev example
+    assert "<mark>subscribe</mark> to my channel please" in page
+    assert "Coverage" in page and "Dev precision" in page
+    assert '0</strong> of <span id="review-total">4</span> reviewed' in page
+    for key in ('data-key="a"', 'data-key="x"', 'data-key=" "', 'data-key="u"', 'data-key="e"'):
+        assert key in page
+    assert 'hx-trigger="input changed delay:150ms"' in page
+
+
+def test_accepting_over_htmx_swaps_in_the_next_suggestion(client, project, suggestions, annotator):
+    client.force_login(annotator)
+    client.get(review_url(project))
+    response = client.post(
+        review_url(project),
+        {
+            "rule_id": suggestions[0].pk,
+            "version": 1,
+            "action": "accept",
+            "words": "subscribe",
+            "label": "1",
+            "mode": "any",
+        },
+        **HTMX,
+    )
+    body = response.content.decode()
+    assert response.status_code == 200 and "<html" not in body
+    assert 'id="review-card"' in body and "Accepted:" in body
+    assert f'name="rule_id" value="{suggestions[1].pk}"' in body
+    assert '1</strong> of <span id="review-total">4</span> reviewed' in body
+    assert Rule.objects.get(pk=suggestions[0].pk).status == RuleStatus.ACCEPTED
+
+
+def test_buttons_work_without_javascript(client, project, suggestions, annotator):
+    client.force_login(annotator)
+    response = client.post(
+        review_url(project), {"rule_id": suggestions[0].pk, "version": 1, "action": "reject"}
+    )
+    assert response.status_code == 302 and response["Location"] == review_url(project)
+    page = client.get(review_url(project)).content.decode()
+    assert "Rejected:" in page
+    assert Rule.objects.get(pk=suggestions[0].pk).status == RuleStatus.REJECTED
+
+
+def test_second_annotator_deciding_a_decided_rule_sees_who_did_it(
+    client, project, suggestions, annotator, second_annotator
+):
+    services.decide(rule=suggestions[0], user=annotator, action="accept", expected_version=1)
+    client.force_login(second_annotator)
+    body = client.post(
+        review_url(project),
+        {"rule_id": suggestions[0].pk, "version": 1, "action": "reject"},
+        **HTMX,
+    ).content.decode()
+    assert "annie already accepted this rule" in body and "s ago" in body
+    assert Rule.objects.get(pk=suggestions[0].pk).status == RuleStatus.ACCEPTED
+
+
+def test_undo_key_brings_the_last_decision_back(client, project, suggestions, annotator):
+    client.force_login(annotator)
+    client.post(
+        review_url(project),
+        {"rule_id": suggestions[0].pk, "version": 1, "action": "reject"},
+        **HTMX,
+    )
+    body = client.post(review_url(project), {"action": "undo"}, **HTMX).content.decode()
+    assert "Undone:" in body
+    assert f'name="rule_id" value="{suggestions[0].pk}"' in body
+    assert Rule.objects.get(pk=suggestions[0].pk).status == RuleStatus.SUGGESTED
+
+
+def test_accept_with_edited_words_accepts_the_edited_rule(client, project, suggestions, annotator):
+    client.force_login(annotator)
+    client.post(
+        review_url(project),
+        {
+            "rule_id": suggestions[0].pk,
+            "version": 1,
+            "action": "accept",
+            "words": "subscribe, like",
+            "label": "1",
+            "mode": "any",
+        },
+        **HTMX,
+    )
+    rule = Rule.objects.get(pk=suggestions[0].pk)
+    assert rule.status == RuleStatus.ACCEPTED and rule.definition["words"] == ["subscribe", "like"]
+    decision = RuleDecision.objects.get(rule=rule)
+    assert decision.before["definition"]["words"] == ["subscribe"]
+
+
+def test_edit_preview_recomputes_counts_and_samples(client, project, suggestions, annotator):
+    client.force_login(annotator)
+    url = reverse("rules:rule_preview", args=[project.pk, suggestions[0].pk])
+    body = client.get(url, {"words": "song", "label": "0"}, **HTMX).content.decode()
+    assert "<strong>2</strong> of 8" in body and "<mark>song</mark>" in body
+    body = client.get(url, {"words": " , "}, **HTMX).content.decode()
+    assert "at least one word" in body
+
+
+def test_write_a_rule_previews_live_and_saves(client, project, examples, annotator):
+    client.force_login(annotator)
+    page = client.get(reverse("rules:new", args=[project.pk])).content.decode()
+    assert "input changed delay:150ms" in page
+    preview = client.get(
+        reverse("rules:preview", args=[project.pk]),
+        {"kind": "regex", "pattern": r"subscribe\s+\w+", "label": "1"},
+        **HTMX,
+    ).content.decode()
+    assert "<mark>subscribe to</mark>" in preview
+    bad = client.get(
+        reverse("rules:preview", args=[project.pk]),
+        {"kind": "regex", "pattern": r"(\w)\1", "label": "1"},
+        **HTMX,
+    ).content.decode()
+    assert "backreferences" in bad
+    response = client.post(
+        reverse("rules:new", args=[project.pk]),
+        {"kind": "keyword", "words": "subscribe", "label": "1", "mode": "any"},
+    )
+    rule = Rule.objects.get(project=project)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("rules:detail", args=[project.pk, rule.pk])
+    assert rule.status == RuleStatus.ACCEPTED and rule.created_by == annotator
+
+
+def test_write_a_rule_with_a_bad_regex_shows_why_and_saves_nothing(client, project, annotator):
+    client.force_login(annotator)
+    response = client.post(
+        reverse("rules:new", args=[project.pk]),
+        {"kind": "regex", "pattern": "(?<=x)y", "label": "1"},
+    )
+    assert response.status_code == 400 and "lookbehind" in response.content.decode()
+    assert not Rule.objects.exists()
+
+
+def test_rules_list_filters_and_shows_who_decided(client, project, suggestions, annotator):
+    services.decide(rule=suggestions[0], user=annotator, action="accept", expected_version=1)
+    client.force_login(annotator)
+    url = reverse("rules:list", args=[project.pk])
+    page = client.get(url).content.decode()
+    assert page.count('class="badge rule-') == 4 and "annie" in page
+    accepted = client.get(url, {"status": "accepted"}, **HTMX).content.decode()
+    assert accepted.count('class="badge rule-') == 1 and "<html" not in accepted
+    assert client.get(url, {"q": "channel"}).content.decode().count('class="badge rule-') == 1
+
+
+def test_rule_detail_shows_decision_history(client, project, suggestions, annotator):
+    services.decide(rule=suggestions[0], user=annotator, action="reject", expected_version=1)
+    client.force_login(annotator)
+    page = client.get(reverse("rules:detail", args=[project.pk, suggestions[0].pk])).content
+    page = page.decode()
+    assert "Decision history" in page and "annie" in page and "Reject" in page
+    assert "Delete (admins)" not in page
+
+
+def test_detail_accept_with_a_stale_version_warns(
+    client, project, suggestions, annotator, admin_user
+):
+    services.decide(rule=suggestions[0], user=annotator, action="reject", expected_version=1)
+    client.force_login(admin_user)
+    url = reverse("rules:decide", args=[project.pk, suggestions[0].pk])
+    response = client.post(url, {"action": "accept", "version": 1}, follow=True)
+    assert "annie already rejected this rule" in response.content.decode()
+    assert Rule.objects.get(pk=suggestions[0].pk).status == RuleStatus.REJECTED
+
+
+def test_only_admins_delete_rules(client, project, suggestions, annotator, admin_user):
+    url = reverse("rules:delete", args=[project.pk, suggestions[0].pk])
+    client.force_login(annotator)
+    assert client.post(url).status_code == 403
+    assert Rule.objects.filter(pk=suggestions[0].pk).exists()
+    client.force_login(admin_user)
+    assert client.post(url).status_code == 302
+    assert not Rule.objects.filter(pk=suggestions[0].pk).exists()
+
+
+@pytest.mark.parametrize(
+    "name,args",
+    [
+        ("rules:list", []),
+        ("rules:review", []),
+        ("rules:new", []),
+        ("rules:preview", []),
+        ("rules:detail", ["rule"]),
+        ("rules:rule_preview", ["rule"]),
+    ],
+)
+def test_pages_are_for_members_only(client, project, suggestions, annotator, outsider, name, args):
+    url = reverse(name, args=[project.pk] + [suggestions[0].pk for _ in args])
+    assert client.get(url).status_code == 302  # anonymous: to the login page
+    client.force_login(outsider)
+    assert client.get(url).status_code == 404
+    client.force_login(annotator)
+    assert client.get(url).status_code == 200
+
+
+def test_a_rule_of_another_project_is_not_found(client, project, suggestions, make_user):
+    from apps.projects.models import Membership, Project
+
+    other = Project.objects.create(name="Other", labels=["A", "B"])
+    user = make_user("other-admin")
+    Membership.objects.create(project=other, user=user, role="admin")
+    client.force_login(user)
+    url = reverse("rules:detail", args=[other.pk, suggestions[0].pk])
+    assert client.get(url).status_code == 404
+    url = reverse("rules:delete", args=[other.pk, suggestions[0].pk])
+    assert client.post(url).status_code == 404
+    assert Rule.objects.filter(pk=suggestions[0].pk).exists()
