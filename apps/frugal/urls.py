@@ -8,6 +8,8 @@ urlpatterns = [
     path("projects/", include("apps.projects.urls")),
     path("projects/<int:project_id>/data/", include("apps.datasets.urls")),
     path("projects/<int:project_id>/import/", include("apps.datasets.import_urls")),
+    path("projects/<int:project_id>/rules/", include("apps.rules.urls")),
+    path("projects/<int:project_id>/training/", include("apps.training.urls")),
     path("jobs/", include("apps.jobs.urls")),
     path("api/", include("apps.api.urls")),
     path("django-admin/", admin.site.urls),

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class TrainingConfig(AppConfig):
+    name = "apps.training"
+    label = "training"
+    verbose_name = "PRBoost training"
+
+    def ready(self) -> None:
+        from apps.training import kinds, receivers
+
+        kinds.register()
+        receivers.connect()

@@ -1,0 +1,71 @@
+"""The training dashboard in headless Chromium: an admin runs a round and sees the plots grow."""
+
+import re
+
+import pytest
+
+from apps.training.models import Round, RoundStatus
+from tests.browser import conftest as browser_fixtures
+
+# The browser fixtures of tests/browser (Chromium, a page on the live server, log in, screenshots).
+browser = browser_fixtures.browser
+page = browser_fixtures.page
+login = browser_fixtures.login
+screenshot = browser_fixtures.screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.needs_data]
+
+
+@pytest.fixture
+def eager_jobs(settings):
+    """Jobs run in the web process when their transaction commits (no worker needed)."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+
+
+def _points(view) -> list[int]:
+    return [
+        int(n)
+        for n in view.locator("svg.linechart").evaluate_all(
+            "nodes => nodes.map(n => n.dataset.points)"
+        )
+    ]
+
+
+def test_admin_runs_rounds_from_the_dashboard_and_the_plots_gain_points(
+    transactional_db,
+    youtube_project,
+    admin_user,
+    login,
+    page,
+    screenshot,
+    eager_jobs,
+):
+    youtube_project.settings["prboost"]["use_imported_votes"] = False
+    youtube_project.save(update_fields=["settings"])
+    login(admin_user)
+    page.goto(f"/projects/{youtube_project.pk}/training/")
+    page.get_by_role("button", name="Run round").click()
+    page.wait_for_selector("#training-dashboard .badge.status-succeeded", timeout=120_000)
+    page.wait_for_selector("svg.linechart")
+    first = _points(page)
+    assert first and all(n >= 1 for n in first)
+    screenshot(page, "after-round-1")
+    page.get_by_role("button", name="Run round").click()
+    page.wait_for_function(
+        "() => document.querySelector('.training-stats .stat').textContent.trim() === '2'",
+        timeout=120_000,
+    )
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('svg.linechart')]"
+        ".every(n => Number(n.dataset.points) > 0)"
+    )
+    second = _points(page)
+    assert all(b > a for a, b in zip(first, second)), (first, second)
+    assert re.search(r"100%", page.locator("#training-dashboard").inner_text())
+    screenshot(page, "after-round-2")
+    assert (
+        Round.objects.filter(
+            project=youtube_project, status__in=[RoundStatus.REVIEW, RoundStatus.COMPLETE]
+        ).count()
+        == 2
+    )

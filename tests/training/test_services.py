@@ -1,0 +1,210 @@
+"""Boosting rounds through the services, in process, on a small real data set (wrench-youtube)."""
+
+import numpy as np
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from apps.datasets.models import Example
+from apps.jobs.models import Artifact, Job, JobStatus
+from apps.rules.models import Rule, RuleStatus
+from apps.rules.services import decide
+from apps.training import kinds, services
+from apps.training.models import LabelSet, Round, RoundStatus
+
+pytestmark = [pytest.mark.django_db, pytest.mark.needs_data]
+
+
+def _no_seed_votes(project):
+    project.settings["prboost"]["use_imported_votes"] = False
+    project.save(update_fields=["settings"])
+
+
+def _labels(project):
+    return sorted(
+        Example.objects.filter(project=project).values_list(
+            "id", "label", "confidence", "label_source", "label_version"
+        )
+    )
+
+
+def test_first_round_trains_on_dev_and_stores_ranked_suggestions(youtube_project):
+    _no_seed_votes(youtube_project)
+    rnd = services.run_round(project=youtube_project)
+    assert rnd.number == 1
+    assert rnd.status == RoundStatus.REVIEW
+    assert rnd.alpha is not None and rnd.alpha > 0
+    assert services.latest_live_round(project=youtube_project) == rnd
+    m = rnd.metrics
+    for key in ("dev_accuracy", "test_accuracy", "test_f1", "coverage", "candidates_proposed"):
+        assert m[key] is not None, key
+    assert 0.5 < m["test_accuracy"] <= 1.0
+    assert m["rules_pending"] == m["suggestions_stored"] > 0
+    assert set(m["seconds"]) >= {"rules_and_label_model", "learner", "propose", "save"}
+    stored = Rule.objects.filter(project=youtube_project, round_number=1)
+    assert stored.count() == m["suggestions_stored"]
+    first = stored.order_by("-score").first()
+    assert first.status == RuleStatus.SUGGESTED
+    assert first.evidence["source_example_id"] in set(
+        Example.objects.filter(project=youtube_project, split="dev").values_list("id", flat=True)
+    )
+    assert first.evidence["sample_example_ids"]
+    assert Artifact.objects.filter(project=youtube_project, path=rnd.state_path).exists()
+
+
+def test_accepted_suggestions_join_the_rules_of_the_next_round(youtube_project, admin_user):
+    _no_seed_votes(youtube_project)
+    services.run_round(project=youtube_project)
+    best = Rule.objects.filter(project=youtube_project, round_number=1).order_by("-score")[0]
+    decide(rule=best, user=admin_user, action="accept", expected_version=best.version)
+    second = services.run_round(project=youtube_project)
+    assert second.number == 2
+    assert second.metrics["n_rules"] == 1
+    assert second.metrics["coverage"] > 0
+    assert Round.objects.get(project=youtube_project, number=1).status == RoundStatus.COMPLETE
+    loop = services.load_loop_state(second.state_path)
+    assert loop.round == 2
+    assert [r.to_dict() for r in loop.accepted] == [best.definition]
+
+
+def test_a_failure_mid_round_leaves_previous_state_and_labels_intact_and_a_rerun_succeeds(
+    youtube_project, monkeypatch
+):
+    _no_seed_votes(youtube_project)
+    first = services.run_round(project=youtube_project)
+    services.refresh_labels(project=youtube_project)
+    labels = _labels(youtube_project)
+    rules = sorted(Rule.objects.filter(project=youtube_project).values_list("id", "status"))
+    artifacts = list(Artifact.objects.order_by("id").values_list("id", "path"))
+
+    def broken(**kwargs):
+        raise RuntimeError("disk full while storing suggestions")
+
+    monkeypatch.setattr("apps.rules.services.store_suggestions", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        services.run_round(project=youtube_project)
+    failed = Round.objects.get(project=youtube_project, status=RoundStatus.FAILED)
+    assert failed.number == 2 and "disk full" in failed.error
+    assert services.latest_live_round(project=youtube_project) == first
+    assert _labels(youtube_project) == labels
+    assert sorted(Rule.objects.filter(project=youtube_project).values_list("id", "status")) == rules
+    assert list(Artifact.objects.order_by("id").values_list("id", "path")) == artifacts
+    storage = services.artifact_storage()
+    state_dir = f"projects/{youtube_project.pk}/{services.STATE_ARTIFACT}"
+    assert len(storage.listdir(state_dir)[1]) == 1  # the failed round's file was removed
+
+    monkeypatch.undo()
+    again = services.run_round(project=youtube_project)
+    assert again.number == 2 and again.status == RoundStatus.REVIEW
+    assert services.latest_live_round(project=youtube_project) == again
+
+
+def test_cancel_mid_round_leaves_the_previous_state_intact(
+    youtube_project, admin_user, monkeypatch
+):
+    from apps.jobs.services import request_cancel
+    from workers import base, prboost_tasks
+
+    _no_seed_votes(youtube_project)
+    first = services.run_round(project=youtube_project)
+    rules_before = Rule.objects.filter(project=youtube_project).count()
+    monkeypatch.setattr(base, "WRITE_MIN_INTERVAL_S", 0.0)  # see the cancel at the next step
+    job = Job.objects.create(
+        project=youtube_project, kind=kinds.RUN_ROUND, launched_by=admin_user, params={}
+    )
+    real_sync = services._sync_decisions
+
+    def sync_then_cancel(loop, **kwargs):  # the admin presses cancel while the round runs
+        request_cancel(job=Job.objects.get(pk=job.pk), user=admin_user)
+        return real_sync(loop, **kwargs)
+
+    monkeypatch.setattr(services, "_sync_decisions", sync_then_cancel)
+    base.run_job(job.pk, prboost_tasks.run_round)
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    cancelled = Round.objects.get(project=youtube_project, job=job)
+    assert cancelled.status == RoundStatus.CANCELLED
+    assert services.latest_live_round(project=youtube_project) == first
+    assert Rule.objects.filter(project=youtube_project).count() == rules_before
+    assert not Rule.objects.filter(project=youtube_project, round_number=2).exists()
+
+
+def test_finalize_writes_model_labels_with_the_round_that_made_them(youtube_project):
+    _no_seed_votes(youtube_project)
+    services.run_round(project=youtube_project)
+    label_set = services.finalize(project=youtube_project)
+    assert label_set.version == "prboost round 1"
+    pool = Example.objects.filter(project=youtube_project, split="pool")
+    assert label_set.n_labeled == pool.count()
+    assert set(pool.values_list("label_source", "label_version").distinct()) == {
+        ("model", "prboost round 1")
+    }
+    confidences = np.array(pool.values_list("confidence", flat=True), dtype=float)
+    assert np.all((confidences >= 0.5) & (confidences <= 1.0))
+    assert not Example.objects.filter(project=youtube_project, split="dev", label_source="model")
+    assert LabelSet.objects.filter(project=youtube_project).count() == 1
+    # The rounds' state is unchanged: another round can follow.
+    assert services.run_round(project=youtube_project).number == 2
+
+
+def test_refresh_labels_labels_the_covered_pool_and_keeps_finalized_labels(youtube_project):
+    services.run_round(project=youtube_project)  # with the 10 imported rule votes as seeds
+    result = services.refresh_labels(project=youtube_project)
+    pool = Example.objects.filter(project=youtube_project, split="pool")
+    assert 0 < result["covered"] <= pool.count()
+    assert pool.filter(label_source="rules").count() == result["covered"]
+    services.finalize(project=youtube_project)
+    services.refresh_labels(project=youtube_project)
+    assert not pool.filter(label_source="rules").exists()
+    services.refresh_labels(project=youtube_project, overwrite_model_labels=True)
+    assert pool.filter(label_source="rules").count() == result["covered"]
+
+
+def test_one_training_job_at_a_time_and_only_admins_launch(youtube_project, annotator, admin_user):
+    with pytest.raises(PermissionDenied):
+        services.launch_training_job(project=youtube_project, user=annotator, kind=kinds.RUN_ROUND)
+    with pytest.raises(ValidationError, match="before finalizing"):
+        services.launch_training_job(project=youtube_project, user=admin_user, kind=kinds.FINALIZE)
+    job = services.launch_training_job(
+        project=youtube_project, user=admin_user, kind=kinds.WARM_CACHE
+    )
+    assert job.status == JobStatus.QUEUED and job.queue == "cpu"
+    with pytest.raises(ValidationError, match=f"Job #{job.pk}"):
+        services.launch_training_job(project=youtube_project, user=admin_user, kind=kinds.RUN_ROUND)
+
+
+def test_the_next_round_starts_by_itself_when_review_is_complete(youtube_project, admin_user):
+    _no_seed_votes(youtube_project)
+    services.update_prboost_settings(
+        project=youtube_project, user=admin_user, data={"auto_next_round": True}
+    )
+    services.run_round(project=youtube_project)
+    assert services.maybe_start_next_round(project=youtube_project) is None  # review not done
+    for rule in Rule.objects.filter(project=youtube_project, round_number=1):
+        decide(rule=rule, user=admin_user, action="reject", expected_version=rule.version)
+    job = services.maybe_start_next_round(project=youtube_project)
+    assert job is not None and job.kind == kinds.RUN_ROUND and job.launched_by is None
+    assert Round.objects.get(project=youtube_project, number=1).status == RoundStatus.COMPLETE
+    assert services.maybe_start_next_round(project=youtube_project) is None  # one at a time
+
+
+def test_warm_cache_makes_the_round_read_embeddings_from_the_cache(youtube_project):
+    result = services.warm_cache(project=youtube_project)
+    assert result["examples"] == 360
+    messages = []
+    services.run_round(project=youtube_project, progress=lambda f, m: messages.append(m))
+    assert any("embeddings from cache" in m for m in messages)
+
+
+def test_gold_examples_added_to_dev_between_rounds_join_the_boosting_weights(youtube_project):
+    _no_seed_votes(youtube_project)
+    first = services.run_round(project=youtube_project)
+    before = services.load_loop_state(first.state_path).weights
+    moved = Example.objects.filter(project=youtube_project, split="pool").order_by("id")[:3]
+    Example.objects.filter(pk__in=[e.pk for e in moved]).update(split="dev", gold_label=1)
+    messages = []
+    second = services.run_round(project=youtube_project, log=messages.append)
+    assert "3 gold examples added, 0 removed" in " ".join(messages)
+    weights = services.load_loop_state(second.state_path).weights
+    assert weights.size == before.size + 3
+    assert weights.sum() == pytest.approx(1.0)
+    assert second.metrics["n_dev"] == 63
