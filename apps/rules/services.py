@@ -109,8 +109,11 @@ def key_hash(key: str) -> str:
 
 
 def decisions_needed_for(project: Project) -> int:
-    """Decisions each suggestion needs: ``project.settings["decisions_per_suggestion"]`` (1)."""
-    value = (project.settings or {}).get("decisions_per_suggestion", 1)
+    """Decisions each suggestion needs: ``settings["prboost"]["decisions_per_suggestion"]``
+    (set on the training settings page), else the top-level key; 1 by default."""
+    settings_ = project.settings or {}
+    prboost = settings_.get("prboost") if isinstance(settings_.get("prboost"), Mapping) else {}
+    value = prboost.get("decisions_per_suggestion", settings_.get("decisions_per_suggestion", 1))
     try:
         value = int(value)
     except (TypeError, ValueError):

@@ -382,3 +382,12 @@ def test_every_decision_is_announced_to_rule_decision_receivers(project, suggest
         ("accept", suggestions[0].pk, True, True),
         ("undo", suggestions[0].pk, True, True),
     ]
+
+
+def test_decisions_per_suggestion_comes_from_the_training_settings(project):
+    from apps.rules.services import decisions_needed_for
+
+    project.settings = {"prboost": {"decisions_per_suggestion": 3}}
+    assert decisions_needed_for(project) == 3
+    project.settings = {}
+    assert decisions_needed_for(project) == 1
