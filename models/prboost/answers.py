@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -34,7 +35,7 @@ __all__ = [
     "AnswerVocab",
     "answer_vocab_for",
     "compute_answer_index",
-    "STOP_WORDS",
+    "stop_words",
 ]
 
 _EXTRA_STOP_WORDS = frozenset(
@@ -47,14 +48,25 @@ _EXTRA_STOP_WORDS = frozenset(
 )  # fmt: skip
 
 
-def _stop_words() -> frozenset[str]:
+def _default_stop_words() -> frozenset[str]:
+    return stop_words()
+
+
+@functools.cache
+def stop_words() -> frozenset[str]:
+    """scikit-learn's English stop words plus a few auxiliaries and fillers."""
+    # Imported on first use: scikit-learn costs ~0.6 s, and the web processes that import
+    # this module for rule keys and descriptions never need it.
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     return frozenset(ENGLISH_STOP_WORDS) | _EXTRA_STOP_WORDS
 
 
-STOP_WORDS: frozenset[str] = _stop_words()
-"""scikit-learn's English stop words plus a few auxiliaries and fillers."""
+def __getattr__(name: str) -> Any:
+    if name == "STOP_WORDS":  # the same set, computed on first access
+        return stop_words()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _DICTIONARY: frozenset[str] | None = None
 
@@ -130,7 +142,11 @@ class AnswerVocab:
         ``dictionary``: the known words (default ``default_dictionary()``); ``use_dictionary=False``
         keeps every alphabetic word-initial token (for languages the dictionary does not cover).
         """
-        stop = STOP_WORDS if stop_words is None else frozenset(w.lower() for w in stop_words)
+        stop = (
+            _default_stop_words()
+            if stop_words is None
+            else frozenset(w.lower() for w in stop_words)
+        )
         known: frozenset[str] | None = None
         if use_dictionary:
             known = (

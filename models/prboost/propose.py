@@ -43,10 +43,10 @@ from scipy.special import betainc
 
 from models.data import TextDataset
 from models.prboost.answers import (
-    STOP_WORDS,
     AnswerIndex,
     AnswerIndexSet,
     compute_answer_index,
+    stop_words,
 )
 from models.prboost.matching import Corpus, match_rules
 from models.prboost.rules import KeywordRule, PromptRule, Rule
@@ -490,7 +490,7 @@ def _ngrams(text: str, max_n: int, keep_stop_inside: bool) -> list[str]:
     for n in range(1, max_n + 1):
         for s in range(len(tokens) - n + 1):
             gram = tokens[s : s + n]
-            stops = [g in STOP_WORDS or len(g) < 2 for g in gram]
+            stops = [g in stop_words() or len(g) < 2 for g in gram]
             if n == 1:
                 if stops[0] or len(gram[0]) < 3:
                     continue

@@ -218,3 +218,19 @@ def test_reading_jobs_fails_those_whose_worker_stopped_responding(
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
     assert "The worker stopped responding" in body
+
+
+def test_job_page_lists_import_problems_with_where_they_are(client, make_job, admin_user):
+    job = make_job(
+        kind="import_dataset",
+        status="failed",
+        error="Import failed",
+        result={
+            "problems": [{"file": "data.jsonl", "line": 3, "reason": "malformed JSON"}],
+            "truncated": False,
+        },
+    )
+    client.force_login(admin_user)
+    response = client.get(reverse("jobs:detail", args=[job.pk]))
+    assert response.status_code == 200
+    assert b"<strong>data.jsonl</strong>, line 3: malformed JSON" in response.content
