@@ -14,6 +14,6 @@ class DatasetsConfig(AppConfig):
         register_launchable(
             kind="import_dataset",
             label="Import a dataset",
-            description="Import a file or WRENCH folder below FRUGAL_IMPORT_ROOTS (all or nothing).",
+            description="Import a file or WRENCH folder on the server (all or nothing).",
             clean_params=import_services.clean_import_params,
         )
