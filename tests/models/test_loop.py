@@ -1,0 +1,174 @@
+"""The PRBoost loop: rounds, decisions, save/load giving identical next rounds, finalize."""
+
+import numpy as np
+import pytest
+
+from models.data import TextDataset
+from models.prboost.loop import LoopConfig, LoopData, LoopError, PRBoostLoop
+from models.prboost.matching import Corpus, LabelMatrix
+from models.prboost.propose import NgramProposer
+from models.prboost.rules import KeywordRule
+from models.prboost.simulate import SimulatedAnnotator
+
+SPAM = ["cheap", "pills", "free", "money", "click", "subscribe", "winner", "offer"]
+HAM = ["song", "love", "voice", "lyrics", "guitar", "dance", "singer", "chorus"]
+FILLER = ["the", "this", "really", "today", "again", "here", "great", "nice"]
+
+
+def _synthetic(n: int, seed: int):
+    """Texts from two vocabularies (with some cross-talk), labels, and noisy 16-d features."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    texts = []
+    for label in y:
+        own, other = (SPAM, HAM) if label == 1 else (HAM, SPAM)
+        words = list(rng.choice(own, 2)) + list(rng.choice(FILLER, 3))
+        if rng.random() < 0.2:
+            words.append(str(rng.choice(other)))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+    centers = rng.normal(size=(2, 16))
+    X = centers[y] * 0.6 + rng.normal(size=(n, 16))
+    return texts, y, X
+
+
+def _data(proposer=True, seed_votes=False):
+    texts, y, X = _synthetic(260, seed=1)
+    dev = TextDataset(texts[:40], y[:40], ["HAM", "SPAM"], [f"d{i}" for i in range(40)])
+    pool_texts, pool_y = texts[40:], y[40:]
+    votes = None
+    if seed_votes:
+        votes = np.full((220, 1), -1)
+        votes[[i for i, t in enumerate(pool_texts) if "free" in t.split()], 0] = 1
+    data = LoopData(
+        dev=dev,
+        pool_X=X[40:],
+        dev_X=X[:40],
+        pool_corpus=Corpus(pool_texts),
+        dev_corpus=Corpus(dev.texts),
+        proposer=NgramProposer(max_n=1) if proposer else None,
+        seed_pool_votes=None if votes is None else LabelMatrix.from_dense(votes),
+    )
+    return data, pool_y
+
+
+def _step(loop, data, annotator):
+    record = loop.run_round(data)
+    loop.judge(annotator.review([r.candidate for r in loop.pending[:5]]))
+    loop.skip_pending()
+    return record
+
+
+def _fingerprint(loop, record):
+    return (
+        record["err"],
+        record["alpha"],
+        record["large_error"],
+        loop.weights.tolist(),
+        [r.candidate.key for r in loop.pending],
+        [float(r.candidate.score) for r in loop.pending],
+    )
+
+
+@pytest.mark.parametrize("targets", ["covered", "product"])
+def test_save_load_midway_gives_identical_next_round(tmp_path, targets):
+    data, gold = _data()
+    annotator = SimulatedAnnotator(gold)
+    loop = PRBoostLoop(
+        LoopConfig(n_classes=2, candidates_per_round=5, pool_targets=targets), n_dev=40
+    )
+    for _ in range(2):
+        _step(loop, data, annotator)
+    assert loop.accepted, "the simulated annotator should accept some keyword rules"
+    loop.save(tmp_path / "state")
+    again = PRBoostLoop.load(tmp_path / "state")
+    assert again.round == 2 and again.summary() == loop.summary()
+    np.testing.assert_array_equal(again.weights, loop.weights)
+    a = _fingerprint(loop, loop.run_round(data))
+    b = _fingerprint(again, again.run_round(data))
+    assert a == b
+    np.testing.assert_array_equal(loop.predict_proba(data.dev_X), again.predict_proba(data.dev_X))
+
+
+def test_round_zero_without_rules_trains_on_dev_and_updates_weights():
+    data, _ = _data()
+    loop = PRBoostLoop(LoopConfig(n_classes=2), n_dev=40)
+    record = loop.run_round(data)
+    assert record["round"] == 0 and record["covered"] == 0 and record["n_rules"] == 0
+    assert 0 < record["err"] < 0.5 and record["alpha"] > 0
+    assert loop.weights.sum() == pytest.approx(1.0)
+    wrong = np.isin(np.arange(40), record["large_error"])
+    assert wrong.any()
+    # the large-error instances are the heaviest examples now
+    assert loop.weights[wrong].min() >= loop.weights[~wrong].max() - 1e-12
+    assert loop.pending and all(
+        r.candidate.source_index in record["large_error"] for r in loop.pending
+    )
+
+
+def test_pending_candidates_block_the_next_round_and_decisions_apply():
+    data, _ = _data()
+    loop = PRBoostLoop(LoopConfig(n_classes=2, candidates_per_round=4), n_dev=40)
+    loop.run_round(data)
+    n = len(loop.pending)
+    assert n >= 2
+    with pytest.raises(LoopError, match="wait for a decision"):
+        loop.run_round(data)
+    first = loop.pending[0].candidate.rule
+    loop.accept(0)
+    edited = KeywordRule(("zzz-edited",), 1)
+    loop.accept(0, rule=edited)
+    loop.reject(0)
+    assert loop.accepted == [first, edited]
+    assert [r.decision for r in loop.reviews[:3]] == ["accepted", "edited", "rejected"]
+    with pytest.raises(LoopError, match="no pending candidate"):
+        loop.accept(99)
+    loop.skip_pending()
+    record = loop.run_round(data)
+    assert record["n_accepted"] == 2
+    judged = loop.judged
+    assert all(r.candidate.key not in judged for r in loop.pending)
+
+
+def test_seed_votes_are_used_from_round_zero_and_required_after_reload(tmp_path):
+    data, _ = _data(seed_votes=True)
+    loop = PRBoostLoop(LoopConfig(n_classes=2), n_dev=40, n_seed_votes=1)
+    record = loop.run_round(data, propose=False)
+    assert record["covered"] > 0 and record["n_rules"] == 1
+    loop.save(tmp_path)
+    plain, _ = _data(seed_votes=False)
+    with pytest.raises(LoopError, match="seed vote columns"):
+        PRBoostLoop.load(tmp_path).run_round(plain)
+
+
+def test_finalize_self_trains_and_survives_save_load(tmp_path):
+    data, gold = _data()
+    annotator = SimulatedAnnotator(gold)
+    loop = PRBoostLoop(LoopConfig(n_classes=2, candidates_per_round=5, threshold=0.8), n_dev=40)
+    for _ in range(2):
+        _step(loop, data, annotator)
+    final = loop.finalize(data)
+    assert loop.round == 3  # rules accepted after round 1 get a last member first
+    assert final.pool_proba.shape == (220, 2) and final.kept.size > 0
+    assert (final.pool_labels == gold).mean() > 0.8
+    with pytest.raises(LoopError, match="finalized"):
+        loop.run_round(data)
+    loop.save(tmp_path)
+    again = PRBoostLoop.load(tmp_path)
+    np.testing.assert_array_equal(again.final.pool_proba, final.pool_proba)
+    np.testing.assert_array_equal(
+        again.final.model.predict_proba(data.dev_X), final.model.predict_proba(data.dev_X)
+    )
+
+
+def test_wrong_data_and_missing_state_fail_clearly(tmp_path):
+    data, _ = _data()
+    loop = PRBoostLoop(LoopConfig(n_classes=2), n_dev=39)
+    with pytest.raises(LoopError, match="dev weights"):
+        loop.run_round(data)
+    with pytest.raises(LoopError, match="state.json"):
+        PRBoostLoop.load(tmp_path / "nowhere")
+    with pytest.raises(LoopError, match="n_classes"):
+        LoopConfig(n_classes=1)
+    with pytest.raises(LoopError, match="unknown config keys"):
+        LoopConfig.from_dict({"n_classes": 2, "bogus": 1})
