@@ -372,3 +372,11 @@ def test_corpus_rejects_non_string_texts_and_mismatched_embeddings():
     with pytest.raises(ValueError, match="embeddings has 1 rows for 2 texts"):
         Corpus(["a", "b"], embeddings=np.zeros((1, 3)))
     assert Corpus(("a", "b")).texts == ["a", "b"]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=50), max_size=40))
+def test_sorted_unique_equals_numpy_unique_on_any_ids(ids):
+    from models.prboost.matching import _sorted_unique
+
+    array = np.asarray(ids, dtype=np.int64)
+    np.testing.assert_array_equal(_sorted_unique(array), np.unique(array))
