@@ -341,3 +341,196 @@ def label_candidates(*, project, split: str, from_pool: bool) -> QuerySet[Exampl
     """Examples waiting for a gold label: unlabeled ones of ``split``, or of the pool."""
     source = Split.POOL if from_pool else split
     return Example.objects.filter(project=project, split=source, gold_label__isnull=True)
+
+
+# --- where the labels disagree ---------------------------------------------------------------
+
+# Below this confidence the current label counts as unsure.
+UNSURE_CONFIDENCE = 0.6
+
+
+@dataclass(frozen=True)
+class DisagreementCursor:
+    """A position in the disagreements listing: its sort key ``(bucket, key, id)``."""
+
+    bucket: int
+    key: float
+    id: int
+
+    def encode(self) -> str:
+        return f"{self.bucket}_{self.key!r}_{self.id}"
+
+    @classmethod
+    def decode(cls, raw: str) -> DisagreementCursor | None:
+        """The cursor of a page link, or None when ``raw`` is not one."""
+        parts = (raw or "").split("_")
+        if len(parts) != 3 or parts[0] not in ("0", "1") or not parts[2].isdigit():
+            return None
+        try:
+            key = float(parts[1])
+        except ValueError:
+            return None
+        if key != key or key in (float("inf"), float("-inf")):
+            return None
+        return cls(bucket=int(parts[0]), key=key, id=int(parts[2]))
+
+
+def disagreements_for_project(*, project) -> QuerySet[Example]:
+    """The examples where gold labeling helps most, best first.
+
+    Two kinds, annotated with ``bucket`` and ``sort_key``: first (bucket 0) dev/test examples
+    without a gold label whose current label is unsure (confidence below ``UNSURE_CONFIDENCE``),
+    least confident first; then (bucket 1) examples whose current label differs from the gold
+    label, most confident first (a confident mistake says the most about the rules). Ties by id.
+    """
+    from django.db.models import Case, F, FloatField, IntegerField, Q, Value, When
+    from django.db.models.functions import Coalesce
+
+    unsure = Q(
+        split__in=[Split.DEV, Split.TEST],
+        gold_label__isnull=True,
+        label__isnull=False,
+        confidence__lt=UNSURE_CONFIDENCE,
+    )
+    disagrees = Q(gold_label__isnull=False, label__isnull=False) & ~Q(label=F("gold_label"))
+    return (
+        Example.objects.filter(project=project)
+        .filter(unsure | disagrees)
+        .annotate(
+            bucket=Case(When(unsure, then=Value(0)), default=Value(1), output_field=IntegerField()),
+            sort_key=Case(
+                When(unsure, then=F("confidence")),
+                default=-Coalesce(F("confidence"), Value(0.0)),
+                output_field=FloatField(),
+            ),
+        )
+        .order_by("bucket", "sort_key", "id")
+    )
+
+
+def disagreement_page(
+    queryset: QuerySet[Example],
+    *,
+    after: DisagreementCursor | None = None,
+    before: DisagreementCursor | None = None,
+    size: int = PAGE_SIZE,
+) -> KeysetPage:
+    """A keyset page of :func:`disagreements_for_project` on ``(bucket, sort_key, id)``.
+
+    Like :func:`keyset_page` (no ``OFFSET``, stable while rows change), but ``next_after`` and
+    ``prev_before`` are :class:`DisagreementCursor` values (``encode()`` them into links).
+    """
+    from django.db.models import Q
+
+    size = max(1, min(int(size), MAX_PAGE_SIZE))
+
+    def past(cursor: DisagreementCursor, op: str) -> Q:
+        return (
+            Q(**{f"bucket__{op}": cursor.bucket})
+            | Q(bucket=cursor.bucket, **{f"sort_key__{op}": cursor.key})
+            | Q(bucket=cursor.bucket, sort_key=cursor.key, **{f"id__{op}": cursor.id})
+        )
+
+    def cursor_of(example) -> DisagreementCursor:
+        return DisagreementCursor(bucket=example.bucket, key=float(example.sort_key), id=example.id)
+
+    if before is not None:
+        rows = list(
+            queryset.filter(past(before, "lt")).order_by("-bucket", "-sort_key", "-id")[: size + 1]
+        )
+        items = list(reversed(rows[:size]))
+        return KeysetPage(
+            items=items,
+            next_after=cursor_of(items[-1]) if items else None,
+            prev_before=cursor_of(items[0]) if items and len(rows) > size else None,
+        )
+    if after is not None:
+        queryset = queryset.filter(past(after, "gt"))
+    rows = list(queryset[: size + 1])
+    items = rows[:size]
+    return KeysetPage(
+        items=items,
+        next_after=cursor_of(items[-1]) if len(rows) > size else None,
+        prev_before=cursor_of(items[0]) if after is not None and items else None,
+    )
+
+
+# --- the rules that fired on one example -------------------------------------------------------
+
+
+@dataclass
+class FiredRule:
+    """An accepted rule as the example page shows it."""
+
+    id: int
+    kind: str
+    description: str
+    label: str
+    fired: bool | None  # None: not evaluated on this page (needs the project's caches)
+    reason: str = ""
+
+
+def _example_entities(example) -> list | None:
+    raw = example.entities
+    if not isinstance(raw, list) or len(raw) != 2:
+        return None
+    try:
+        return [tuple((str(span["text"]), int(span["start"]), int(span["end"])) for span in raw)]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def rules_for_example(*, project, example) -> list[FiredRule]:
+    """The project's accepted rules, each with whether it matches ``example``.
+
+    Keyword and regex rules are matched by the engine on a corpus of this one text (cheap, no
+    project-wide cache); prompt rules through the language-model answer index when the project
+    has one warm (``apps.rules.services.ANSWER_INDEX_PROVIDER``); similarity rules need the
+    project's embeddings and are listed as not evaluated here, as are rules the engine cannot
+    run on this example (e.g. a "between the entities" rule on a text without two entities).
+    """
+    import numpy as np
+
+    from apps.rules import services as rule_services
+    from models.prboost.matching import Corpus, match_rule
+    from models.prboost.rules import RuleError, rule_from_dict
+
+    rows = rule_services.accepted_rule_rows(project=project)
+    if not rows:
+        return []
+    entities = _example_entities(example)
+    corpus = Corpus(texts=[example.text], entities=entities)
+    prompt_corpus = None
+    names = rule_services.label_names(project)
+    out = []
+    for row in rows:
+        label = names[row.label] if 0 <= row.label < len(names) else str(row.label)
+        item = FiredRule(
+            id=row.pk, kind=row.kind, description=row.description, label=label, fired=None
+        )
+        out.append(item)
+        try:
+            rule = rule_from_dict(row.definition)
+        except RuleError as exc:
+            item.reason = f"the stored rule is not valid: {exc}"
+            continue
+        if not item.description:
+            item.description = rule_services.describe(rule, project)
+        target = corpus
+        if row.kind == "similarity":
+            item.reason = "similarity rules need the project's embeddings"
+            continue
+        if row.kind == "prompt":
+            if prompt_corpus is None:
+                provider = rule_services.ANSWER_INDEX_PROVIDER
+                index = provider(project, np.asarray([example.pk])) if provider else None
+                prompt_corpus = Corpus(texts=[example.text], answer_index=index)
+            if prompt_corpus.answer_index is None:
+                item.reason = "prompt rules need the project's language-model cache (not warm)"
+                continue
+            target = prompt_corpus
+        try:
+            item.fired = bool(match_rule(rule, target).size)
+        except RuleError as exc:
+            item.reason = str(exc)
+    return out

@@ -9,4 +9,5 @@ urlpatterns = [
     path("examples/", views.examples, name="examples"),
     path("examples/<int:example_id>/", views.example_detail, name="example_detail"),
     path("label/", views.label, name="label"),
+    path("disagreements/", views.disagreements, name="disagreements"),
 ]

@@ -1,4 +1,4 @@
-"""Examples browser, example detail and gold labeling pages (members of the project only).
+"""Examples browser, example detail, disagreements and gold labeling pages (members only).
 
 The pages work as plain links and GET/POST forms; htmx swaps only the region that changes
 (the results table, the labeling card) and keeps the URL in step (``hx-push-url``).
@@ -144,6 +144,8 @@ def example_detail(request, project_id: int, example_id: int):
             if isinstance(v, int) and v >= 0
         ]
         vote_sets.append({"name": name, "voted": voted, "abstained": len(values) - len(voted)})
+    rules = selectors.rules_for_example(project=project, example=example)
+    fired = [rule for rule in rules if rule.fired]
     context = {
         "project": project,
         "example": example,
@@ -154,11 +156,51 @@ def example_detail(request, project_id: int, example_id: int):
         else None,
         "label": services.label_name(project, example.label) if example.label is not None else None,
         "vote_sets": vote_sets,
+        "fired_rules": fired,
+        "quiet_rules": [rule for rule in rules if rule.fired is False],
+        "unevaluated_rules": [rule for rule in rules if rule.fired is None],
         "back_url": reverse("datasets:examples", args=[project.pk]),
         "labels": list(enumerate(project.labels or [])),
         "is_admin": project.user_role == "admin",
     }
     return render(request, "datasets/example_detail.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD"])
+def disagreements(request, project_id: int):
+    """Where gold labels help most: unsure unlabeled dev/test examples, then disagreements."""
+    project = get_project_for_user(user=request.user, project_id=project_id)
+    raw_after, raw_before = request.GET.get("after", ""), request.GET.get("before", "")
+    after = selectors.DisagreementCursor.decode(raw_after) if raw_after else None
+    before = selectors.DisagreementCursor.decode(raw_before) if raw_before else None
+    bad_link = bool(raw_after and after is None) or bool(raw_before and before is None)
+    queryset = selectors.disagreements_for_project(project=project)
+    page = selectors.disagreement_page(
+        queryset, after=after, before=before, size=selectors.PAGE_SIZE
+    )
+    detail_prefix = reverse("datasets:examples", args=[project.pk])
+    rows = []
+    for example in page.items:
+        row = _row(project, example, [], detail_prefix)
+        row["reason"] = "unsure, no gold" if example.bucket == 0 else "disagrees with gold"
+        rows.append(row)
+    base_url = reverse("datasets:disagreements", args=[project.pk])
+    context = {
+        "project": project,
+        "rows": rows,
+        "page": page,
+        "count": selectors.count_matches(queryset),
+        "bad_link": bad_link,
+        "unsure_below": selectors.UNSURE_CONFIDENCE,
+        "next_url": f"{base_url}?after={page.next_after.encode()}" if page.has_next else None,
+        "prev_url": f"{base_url}?before={page.prev_before.encode()}" if page.has_previous else None,
+        "first_url": base_url if page.has_previous else None,
+    }
+    template = "datasets/disagreements.html" + ("#results" if _is_htmx(request) else "")
+    response = render(request, template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 def _set_gold_from_detail(request, project, example) -> None:
