@@ -183,6 +183,11 @@ class CausalLM:
     device: str
     max_length: int = 512
 
+    def __post_init__(self) -> None:
+        # The answer slot is the end of the prompt: a prompt longer than max_length must lose
+        # the start of its text, never the question after it.
+        self.tokenizer.truncation_side = "left"
+
     def format_chat(self, user_message: str) -> str:
         """The chat template around one user turn, ending where the assistant's answer begins."""
         if not getattr(self.tokenizer, "chat_template", None):

@@ -137,3 +137,29 @@ def test_default_encoder_gives_similar_vectors_for_similar_texts(tmp_path):
     )
     assert x.shape == (3, 384)
     assert x[0] @ x[1] > x[0] @ x[2] + 0.2
+
+
+def test_a_prompt_longer_than_max_length_keeps_its_question(tmp_path):
+    """Truncation must cut the start of the text, not the question at the answer slot."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from models.lm import CausalLM
+    from tests.models.lm_fixtures import _tokenizer
+
+    _tokenizer(tmp_path).save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    seen = {}
+
+    def model(input_ids, attention_mask, position_ids, logits_to_keep):
+        seen["ids"] = input_ids
+        return SimpleNamespace(logits=torch.zeros(input_ids.shape[0], 1, len(tokenizer)))
+
+    lm = CausalLM(model, tokenizer, "recorder", "cpu", max_length=8)
+    question = "this is about"
+    list(lm.next_token_logits(["free money " * 20 + question], batch_size=1))
+    kept = tokenizer.decode(seen["ids"][0])
+    assert seen["ids"].shape[1] == 8
+    assert kept.endswith(question)
