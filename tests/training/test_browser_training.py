@@ -1,6 +1,9 @@
-"""The training dashboard in headless Chromium: an admin runs a round and sees the plots grow."""
+"""The training dashboard in headless Chromium: an admin runs rounds, sees the plots grow,
+finalizes, and downloads the labels the export serves."""
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +72,19 @@ def test_admin_runs_rounds_from_the_dashboard_and_the_plots_gain_points(
         ).count()
         == 2
     )
+    page.get_by_role("button", name="Finalize").click()
+    page.wait_for_function(
+        "() => /train_prboost_finalize[\\s\\S]*Succeeded/i"
+        ".test(document.querySelector('#training-dashboard').innerText)",
+        timeout=120_000,
+    )
+    page.goto(f"/projects/{youtube_project.pk}/")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="JSONL", exact=True).click()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]
+    pool = [row for row in rows if row["split"] == "pool"]
+    assert len(pool) == youtube_project.examples.filter(split="pool").count()
+    assert all(row["source"] == "model" and row["version"] == "prboost round 2" for row in pool)
+    assert all(row["label_name"] in ("HAM", "SPAM") and 0 <= row["confidence"] <= 1 for row in pool)
+    screenshot(page, "after-export")
