@@ -78,6 +78,10 @@ def test_admin_runs_rounds_from_the_dashboard_and_the_plots_gain_points(
         ".test(document.querySelector('#training-dashboard').innerText)",
         timeout=120_000,
     )
+    # The rounds' suggestions wait on the review screen.
+    page.goto(f"/projects/{youtube_project.pk}/rules/review/")
+    assert page.get_by_role("button", name=re.compile("Accept")).is_visible()
+    screenshot(page, "suggestions")
     page.goto(f"/projects/{youtube_project.pk}/")
     with page.expect_download() as download:
         page.get_by_role("link", name="JSONL", exact=True).click()
