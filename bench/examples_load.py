@@ -113,6 +113,23 @@ def ensure_database(db_url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def prepare_database(db_url: str) -> None:
+    """Create and migrate the bench database, then set Django up in this process on it."""
+    ensure_database(db_url)
+    env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_SETTINGS_MODULE": "apps.frugal.settings"}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    os.environ["DATABASE_URL"] = db_url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "apps.frugal.settings"
+    import django
+
+    django.setup()
+
+
 def fill(*, project, rows: int, texts: list[str], seed: int = 0) -> float:
     """COPY ``rows`` synthetic examples into the project; returns seconds taken."""
     from django.db import connection
@@ -188,8 +205,9 @@ def setup_project(*, rows: int, data_dir: Path, rebuild: bool):
     return project, user, built
 
 
-def credentials(user) -> tuple[str, str]:
-    """A session cookie and an API token for the bench user."""
+def credentials(user, *, label: str = "bench", csrf: str = "") -> tuple[str, str]:
+    """(session cookie header value, API token named ``label``) for one user; ``csrf`` adds a
+    CSRF cookie."""
     from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.sessions.backends.db import SessionStore
@@ -202,9 +220,10 @@ def credentials(user) -> tuple[str, str]:
     session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.save()
-    ApiToken.objects.filter(user=user, name="bench").delete()
-    _, secret = create_api_token(user=user, name="bench")
-    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}", secret
+    ApiToken.objects.filter(user=user, name=label).delete()
+    _, secret = create_api_token(user=user, name=label)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+    return (f"{cookie}; csrftoken={csrf}" if csrf else cookie), secret
 
 
 # --- scenarios ----------------------------------------------------------------------------------
@@ -410,16 +429,18 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def server_times(timing_dir: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Wall and CPU milliseconds per scenario, from the middleware's logs."""
-    times: dict[str, list[float]] = {}
+    """Wall and CPU milliseconds per scenario from the timing middleware's logs
+    (``scenario<TAB>status<TAB>wall ms[<TAB>cpu ms]`` lines)."""
+    wall: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     for path in timing_dir.glob("*.tsv"):
         for line in path.read_text().splitlines():
             parts = line.split("\t")
-            if len(parts) == 4:
-                times.setdefault(parts[0], []).append(float(parts[2]))
+            if len(parts) >= 3:
+                wall.setdefault(parts[0], []).append(float(parts[2]))
+            if len(parts) >= 4:
                 cpu.setdefault(parts[0], []).append(float(parts[3]))
-    return times, cpu
+    return wall, cpu
 
 
 # --- gunicorn ---------------------------------------------------------------------------------
@@ -495,23 +516,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", default="", help="run scenarios whose name contains this")
     args = parser.parse_args(argv)
 
-    ensure_database(args.db_url)
-    env = {
-        **os.environ,
-        "DATABASE_URL": args.db_url,
-        "DJANGO_SETTINGS_MODULE": "apps.frugal.settings",
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    os.environ["DATABASE_URL"] = args.db_url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "apps.frugal.settings"
-    import django
-
-    django.setup()
+    prepare_database(args.db_url)
     from django.db.models import Max, Min
 
     from apps.datasets.models import Example

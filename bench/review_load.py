@@ -31,15 +31,21 @@ import random
 import re
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-from bench.examples_load import corpus_texts, ensure_database, percentile, start_gunicorn, stop
+from bench.examples_load import (
+    corpus_texts,
+    credentials,
+    percentile,
+    prepare_database,
+    server_times,
+    start_gunicorn,
+    stop,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/frugal_bench_review"
@@ -56,21 +62,6 @@ PREVIEW_PATTERNS = [
     r"https?://\S+", r"\bsubscri\w*", r"(a+)+$", r"\d{3,}", r"check\s+(it|this)\s+out",
     r"[A-Z]{4,}", r"free\s+\w+", r"(?i)win(ner|ning)?",
 ]  # fmt: skip
-
-
-def server_times(timing_dir: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Wall and CPU milliseconds per scenario from the timing middleware's logs
-    (``scenario<TAB>status<TAB>wall ms[<TAB>cpu ms]`` lines)."""
-    wall: dict[str, list[float]] = {}
-    cpu: dict[str, list[float]] = {}
-    for path in timing_dir.glob("*.tsv"):
-        for line in path.read_text().splitlines():
-            parts = line.split("\t")
-            if len(parts) >= 3:
-                wall.setdefault(parts[0], []).append(float(parts[2]))
-            if len(parts) >= 4:
-                cpu.setdefault(parts[0], []).append(float(parts[3]))
-    return wall, cpu
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -203,26 +194,6 @@ def setup(*, rows: int, suggestions: int, clients: int, data_dir: Path, rebuild:
         )
         users.append(user)
     return project, users, built, made
-
-
-def credentials(user) -> tuple[str, str]:
-    """(session cookie header value with the CSRF cookie, API token) for one user."""
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-
-    from apps.accounts.models import ApiToken
-    from apps.accounts.services import create_api_token
-
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.save()
-    ApiToken.objects.filter(user=user, name="bench-review").delete()
-    _, secret = create_api_token(user=user, name="bench-review")
-    cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}; csrftoken={CSRF}"
-    return cookie, secret
 
 
 # --- load ---------------------------------------------------------------------------------------
@@ -410,23 +381,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     args.clients = max(1, min(args.clients, 64))
 
-    ensure_database(args.db_url)
-    env = {
-        **os.environ,
-        "DATABASE_URL": args.db_url,
-        "DJANGO_SETTINGS_MODULE": "apps.frugal.settings",
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    os.environ["DATABASE_URL"] = args.db_url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "apps.frugal.settings"
-    import django
-
-    django.setup()
+    prepare_database(args.db_url)
     from django.db import connections
 
     project, users, built, made = setup(
@@ -436,7 +391,7 @@ def main(argv: list[str]) -> int:
         data_dir=args.data_dir,
         rebuild=args.rebuild,
     )
-    creds = [credentials(user) for user in users]
+    creds = [credentials(user, label="bench-review", csrf=CSRF) for user in users]
     print("measuring the preview in-process ...", flush=True)
     in_process = preview_in_process(project)
     connections.close_all()
