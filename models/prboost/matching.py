@@ -402,16 +402,26 @@ class KeywordScanner:
         self.needs_left = _is_word(first)  # a word edge that is a word char needs a boundary
         self.needs_right = _is_word(last)
         self.automaton = ahocorasick.Automaton()  # value: word id
-        self.ascii_automaton = ahocorasick.Automaton()  # value: 2 * word id + has context char
+        # One ASCII key can stand for several words: "." + "1" (the word "1" after a period) is
+        # also the word ".1". So the automaton's value is a key id, and the words of key k are
+        # ascii_words[ascii_ptr[k]:ascii_ptr[k + 1]].
+        keys: dict[str, list[int]] = {}
         for wid, word in enumerate(self.words):
             self.automaton.add_word(word, wid)
             if not word.isascii():
                 continue  # cannot occur in ASCII text
             if self.needs_left[wid]:
                 for context in _ASCII_LEFT_CONTEXTS:
-                    self.ascii_automaton.add_word(context + word, 2 * wid + 1)
+                    keys.setdefault(context + word, []).append(wid)
             else:
-                self.ascii_automaton.add_word(word, 2 * wid)
+                keys.setdefault(word, []).append(wid)
+        self.ascii_automaton = ahocorasick.Automaton()  # value: key id
+        for kid, key in enumerate(keys):
+            self.ascii_automaton.add_word(key, kid)
+        sizes = [len(wids) for wids in keys.values()]
+        self.ascii_ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.ascii_words = np.fromiter(chain.from_iterable(keys.values()), dtype=np.int64)
+        self.ascii_unique = all(size == 1 for size in sizes)
         self.automaton.make_automaton()
         self.ascii_automaton.make_automaton()
 
@@ -468,8 +478,8 @@ class KeywordScanner:
             return empty, empty.copy()
         ends = flat[0::2]  # index of the last character of each hit
         wids = flat[1::2]
-        if ascii_part:
-            wids = wids >> 1  # left boundaries are guaranteed by the context characters
+        if ascii_part:  # key ids -> word ids; left boundaries are guaranteed by the contexts
+            ends, wids = self._ascii_key_words(ends, wids)
         starts = ends - self.length[wids] + 1
         cps = _codepoints(norm)
         size = cps.shape[0]
@@ -482,6 +492,15 @@ class KeywordScanner:
         seps = np.flatnonzero(cps == 0)
         docs = np.searchsorted(seps, starts[ok], side="right") - 1 + lo
         return docs.astype(np.int64), wids[ok]
+
+    def _ascii_key_words(self, ends: np.ndarray, kids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(end, key id) hits -> (end, word id) hits, one per word the key stands for."""
+        first = self.ascii_ptr[kids]
+        if self.ascii_unique:
+            return ends, self.ascii_words[first]
+        counts = self.ascii_ptr[kids + 1] - first
+        offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        return np.repeat(ends, counts), self.ascii_words[np.repeat(first, counts) + offsets]
 
 
 def _match_keyword_rules(

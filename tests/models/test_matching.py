@@ -73,6 +73,13 @@ def test_punctuation_edges_need_no_boundary():
     assert hits(KeywordRule("$$$", 1), texts) == [3, 4]
 
 
+def test_keywords_that_share_an_automaton_key_both_match():
+    # the word "1" after a period and the word ".1" are the same string to the scanner
+    rules = [KeywordRule(("1",), 0), KeywordRule((".1",), 1), KeywordRule(("v.1",), 1)]
+    L = apply_rules(rules, Corpus([".1", "v.1 and 1", "x1"]))
+    assert [L.matches(j).tolist() for j in range(3)] == [[0, 1], [0, 1], [1]]
+
+
 def test_keyword_all_mode_needs_every_word():
     texts = ["win a prize", "win win", "prize", "a prize to win", ""]
     assert hits(KeywordRule(("win", "prize"), 1, mode="all"), texts) == [0, 3]
