@@ -5,7 +5,11 @@
 Builds a JSONL file by sampling real texts (wrench youtube/sms/trec/semeval), creates the
 dedicated database ``frugal_bench`` (migrated from scratch), then measures in subprocesses, each
 a fresh Python like a worker or a web process, reading its peak RSS from ``wait4``:
-- import (the import pipeline: stream, check, COPY, one transaction) of N and of --small rows;
+- import of N and of --small rows: the ``import_dataset`` job end to end (``run_job`` as a worker
+  runs it: claim, the pipeline's stream/check/COPY in one transaction, commit, the job's result),
+  timed until its rows are committed and the job is marked succeeded;
+- the ``index_search`` job that import launches at commit (filling the stored full-text
+  vectors in batches), run the same way right after it;
 - export of both projects through the real view (Django test client, streamed body discarded).
 In-run baselines: a bare process's startup RSS, a parse-only pass over the same file, and a
 plain COPY of the same rows with no checks (the database's ceiling, rolled back). The database
@@ -93,17 +97,22 @@ def child(argv: list[str]) -> int:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apps.frugal.settings")
     django.setup()
-    from apps.datasets.pipeline import ImportOptions, import_examples
     from apps.projects.models import Project
 
-    if argv[0] == "import":
-        project = Project.objects.get(pk=int(argv[1]))
+    if argv[0] in ("import", "index"):
+        # A queued job (launched by the parent), run as a worker runs it.
+        from apps.jobs.models import Job, JobStatus
+        from workers.base import run_job
+        from workers.dataset_tasks import handle_import, handle_index_search
+
+        handler = handle_import if argv[0] == "import" else handle_index_search
         started = time.perf_counter()
-        summary = import_examples(
-            project=project, path=Path(argv[2]), options=ImportOptions("jsonl")
-        )
+        run_job(int(argv[1]), handler)
         seconds = time.perf_counter() - started
-        print(json.dumps({"rows": summary["rows"], "seconds": seconds}))
+        job = Job.objects.get(pk=int(argv[1]))
+        assert job.status == JobStatus.SUCCEEDED, (job.status, job.error)
+        rows = job.result["rows"] if argv[0] == "import" else job.result["indexed"]
+        print(json.dumps({"rows": rows, "seconds": seconds, "result": job.result}))
     elif argv[0] == "export":
         from django.contrib.auth import get_user_model
         from django.test import Client
@@ -133,10 +142,10 @@ def child(argv: list[str]) -> int:
         started = time.perf_counter()
         rows = 0
         with transaction.atomic(), connection.cursor() as cursor:
-            with cursor.cursor.copy(writer.copy_sql) as copy, open(argv[2], encoding="utf-8") as f:
+            with writer.open_copy(cursor.cursor) as copy, open(argv[2], encoding="utf-8") as f:
                 for line in f:
                     r = json.loads(line)
-                    votes = json.dumps({"external": r["weak_labels"]})
+                    votes = {"external": r["weak_labels"]}
                     copy.write_row(
                         (project.pk, r["id"], r["split"], r["text"], None, None, None, None)
                         + ("", "", votes)
@@ -187,11 +196,17 @@ def main(argv: list[str]) -> int:
     if not texts:
         print(f"no corpora found under {data_dir}; give --data-dir")
         return 1
+    tmp = tempfile.TemporaryDirectory(prefix="frugal-bench-")
     env = {
         **os.environ,
         "DATABASE_URL": args.database_url,
         "DJANGO_SETTINGS_MODULE": "apps.frugal.settings",
         "FRUGAL_IMPORT_MAX_BYTES": str(8 * 1024**3),
+        # The import job reads its file as a server-side path below an import root.
+        "FRUGAL_IMPORT_ROOTS": tmp.name,
+        # Jobs launched here are run by the bench's own subprocesses: their broker messages
+        # go to an in-process transport and are dropped.
+        "CELERY_BROKER_URL": "memory://",
         "OMP_NUM_THREADS": "1",
         "DB_CONN_MAX_AGE": "0",
     }
@@ -209,14 +224,16 @@ def main(argv: list[str]) -> int:
     django.setup()
     from django.contrib.auth import get_user_model
 
+    from apps.datasets.import_services import IMPORT_JOB_KIND, build_params
+    from apps.jobs.services import launch_job
     from apps.projects.models import Membership, Project
 
     user = get_user_model().objects.create_user("bench", password=None)
     labels = list(texts)
     results = []
-    with tempfile.TemporaryDirectory(prefix="frugal-bench-") as tmp:
+    with tmp:
         for rows in (args.small, args.rows):
-            path = Path(tmp) / f"rows-{rows}.jsonl"
+            path = Path(tmp.name) / f"rows-{rows}.jsonl"
             size = build_jsonl(path, rows, texts)
             project = Project.objects.create(name=f"bench {rows}", labels=labels)
             Membership.objects.create(project=project, user=user, role="annotator")
@@ -226,10 +243,16 @@ def main(argv: list[str]) -> int:
             results.append(("parse only (baseline)", rows, parsed["seconds"], None, size / 1e6))
             copied, _, _ = run_child(["copy", str(project.pk), str(path)], env)
             results.append(("COPY only (DB ceiling)", rows, copied["seconds"], None, size / 1e6))
-            done, wall, peak = run_child(["import", str(project.pk), str(path)], env)
+            params = build_params(source="path", path=path, fmt="jsonl")
+            job = launch_job(kind=IMPORT_JOB_KIND, project=project, user=user, params=params)
+            done, wall, peak = run_child(["import", str(job.pk)], env)
             assert done["rows"] == rows, done
-            results.append(("import JSONL → PostgreSQL", rows, done["seconds"], peak, size / 1e6))
+            results.append(("import job JSONL → PG", rows, done["seconds"], peak, size / 1e6))
             path.unlink()
+            index_job = done["result"]["search_index_job"]
+            indexed, wall, peak = run_child(["index", str(index_job)], env)
+            assert indexed["rows"] == rows, indexed
+            results.append(("then search indexing job", rows, indexed["seconds"], peak, None))
             for fmt in ("jsonl", "parquet"):
                 out, wall, peak = run_child(["export", str(project.pk), fmt, "bench"], env)
                 assert out["rows"] == rows, out

@@ -1,4 +1,5 @@
-"""Dataset import task: a thin shell around the import pipeline.
+"""Dataset tasks: the import (a thin shell around the import pipeline) and the search
+indexing job an import launches when it commits.
 
 On PostgreSQL the import runs in one database transaction (all or nothing). Progress must not
 be written from inside it — the job row would stay locked until the commit, and the job's
@@ -9,10 +10,12 @@ the rows are staged outside the main database and committed at the end; the rela
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from django.db import InterfaceError, OperationalError, connection
 
+from apps.datasets import search_index
 from apps.datasets.import_services import remove_staged, resolve_server_path
 from apps.datasets.pipeline import ImportFailed, ImportOptions, import_examples
 from apps.jobs.models import Job
@@ -26,6 +29,24 @@ logger = logging.getLogger("frugal.jobs")
 @app.task(name="frugal.import_dataset")
 def import_dataset(job_id: int) -> None:
     run_job(job_id, handle_import)
+
+
+@app.task(name=f"frugal.{search_index.INDEX_JOB_KIND}")
+def index_search(job_id: int) -> None:
+    run_job(job_id, handle_index_search)
+
+
+def handle_index_search(ctx: JobContext) -> dict:
+    """Fill the search vectors of the project's unindexed examples, batch by batch (each batch
+    commits on its own, so a cancel keeps what was done and a rerun goes on from there)."""
+    if ctx.project_id is None:
+        raise JobError("The search indexing job needs a project.")
+    ctx.log("Indexing the project's new examples for full-text search.")
+    started = time.monotonic()
+    indexed = search_index.index_project(project_id=ctx.project_id, progress=ctx.progress)
+    seconds = time.monotonic() - started
+    ctx.log(f"Indexed {indexed:,} examples in {seconds:.1f} s.")
+    return {"indexed": indexed, "seconds": round(seconds, 3)}
 
 
 class ProgressRelay:
@@ -111,6 +132,8 @@ def handle_import(ctx: JobContext) -> dict:
     ctx.log(f"Imported {summary['rows']:,} examples ({splits}) in {summary['seconds']:.1f} s.")
     if summary["labels_added"]:
         ctx.log(f"Labels taken from the data: {', '.join(summary['labels_added'])}.")
+    if summary.get("search_index_job"):
+        ctx.log(f"Indexing for full-text search goes on in job #{summary['search_index_job']}.")
     return summary
 
 

@@ -1,3 +1,4 @@
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 
 from apps.projects.models import Project
@@ -31,6 +32,10 @@ class Example(models.Model):
     external_id = models.CharField(max_length=200)
     split = models.CharField(max_length=8, choices=Split.choices, default=Split.POOL)
     text = models.TextField()
+    # ``to_tsvector('english', text)``, filled after the import by the search indexing job
+    # (``apps.datasets.search_index``) instead of during its COPY; NULL = not indexed yet, and
+    # search then computes the vector on the fly. Always NULL on SQLite (substring search).
+    search_vector = SearchVectorField(null=True, blank=True, editable=False)
     # Relation extraction: [{"text": str, "start": int, "end": int}, {...}] (character spans).
     entities = models.JSONField(null=True, blank=True)
     gold_label = models.IntegerField(null=True, blank=True)

@@ -1,21 +1,112 @@
-"""The full-text search index of example texts, for code that loads examples in bulk.
+"""The full-text search index of example texts: stored vectors, filled after each import.
 
-Keeping ``example_text_fts_idx`` up to date costs ``to_tsvector`` per inserted row (~20 µs on
-this project's 2-core machine) plus the GIN insertion, so a large import can drop it before its
-``COPY`` and build it again afterwards (one sorted build is cheaper than a million inserts).
-Searches still work while it is missing, only slower. PostgreSQL only; no-ops elsewhere.
-The definition must stay identical to migration ``0002_example_text_search_index`` and to
-``selectors.EnglishTsvector`` (the planner matches the expression exactly).
+``Example.search_vector`` holds ``to_tsvector('english', text)``. The GIN index
+``example_search_vector_idx`` on it serves searches; the partial b-tree index
+``example_unindexed_idx`` on ``(project_id, id) WHERE search_vector IS NULL`` finds the rows not
+indexed yet. Imports write rows with a NULL vector (computing it inside the COPY cost ~15 µs per
+row and kept the import's transaction open for it) and launch the ``index_search`` job when they
+commit; the job fills the vectors in short batches, each its own transaction, the way a search
+engine indexes asynchronously. Meanwhile search computes the vector of NULL rows on the fly
+(``selectors._search_filter``), so results never depend on how far the job got.
+
+PostgreSQL only: elsewhere the vectors stay NULL, search matches substrings, and every function
+here is a no-op. Definitions must stay identical to migration ``0004_example_search_vector``.
 """
 
-from django.db import connection as default_connection
+from collections.abc import Callable
 
-INDEX_NAME = "example_text_fts_idx"
-INDEX_DEFINITION = "datasets_example USING gin (to_tsvector('english'::regconfig, text))"
+from django.core.exceptions import ValidationError
+from django.db import connection as default_connection
+from django.db import transaction
+
+INDEX_JOB_KIND = "index_search"
+INDEX_NAME = "example_search_vector_idx"
+INDEX_DEFINITION = "datasets_example USING gin (search_vector)"
+# Rows per UPDATE: ~0.3-0.6 s of to_tsvector each, short enough that a batch's row locks and
+# its WAL stay small, long enough that the per-statement overhead does not matter.
+BATCH_ROWS = 20_000
+
+_INDEX_BATCH_SQL = """
+WITH batch AS (
+    SELECT id FROM datasets_example
+    WHERE project_id = %s AND search_vector IS NULL AND id > %s
+    ORDER BY id LIMIT %s
+    FOR UPDATE SKIP LOCKED
+), indexed AS (
+    UPDATE datasets_example AS e
+    SET search_vector = to_tsvector('english'::regconfig, e.text)
+    FROM batch WHERE e.id = batch.id
+    RETURNING e.id
+)
+SELECT count(*), max(id) FROM indexed
+"""
 
 
 def _is_postgres(connection) -> bool:
     return connection.vendor == "postgresql"
+
+
+def schedule_indexing(*, project):
+    """Launch the ``index_search`` job for ``project``; it is enqueued when the current
+    transaction commits (so it sees the rows written in it). Returns the job (None off
+    PostgreSQL, where there is nothing to index)."""
+    if not _is_postgres(default_connection):
+        return None
+    from apps.jobs.services import launch_job
+
+    return launch_job(kind=INDEX_JOB_KIND, project=project, user=None, params={})
+
+
+def clean_index_params(params: dict) -> dict:
+    """The ``index_search`` job takes no parameters."""
+    if params:
+        raise ValidationError(
+            f"Unknown parameter(s) for search indexing: {', '.join(sorted(params))}."
+        )
+    return {}
+
+
+def unindexed_rows(*, project_id: int) -> int:
+    """How many of the project's examples have no search vector yet (0 off PostgreSQL)."""
+    if not _is_postgres(default_connection):
+        return 0
+    with default_connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM datasets_example WHERE project_id = %s AND search_vector IS NULL",
+            [project_id],
+        )
+        return cursor.fetchone()[0]
+
+
+def index_project(
+    *,
+    project_id: int,
+    batch_rows: int = BATCH_ROWS,
+    progress: Callable[[float, str], None] | None = None,
+) -> int:
+    """Fill the search vector of the project's unindexed examples; returns how many it filled.
+
+    Each batch is one ``UPDATE`` in its own transaction over the next ``batch_rows`` unindexed
+    ids, so a cancel or a crash keeps what was done and a rerun goes on from there. Safe to run
+    twice at once: a batch skips rows another run has locked (``SKIP LOCKED``) and only touches
+    rows whose vector is still NULL. ``progress(fraction, message)`` is called after each batch.
+    """
+    if not _is_postgres(default_connection):
+        return 0
+    total = unindexed_rows(project_id=project_id)
+    done, last_id = 0, 0
+    while True:
+        with transaction.atomic(), default_connection.cursor() as cursor:
+            cursor.execute(_INDEX_BATCH_SQL, [project_id, last_id, batch_rows])
+            count, highest = cursor.fetchone()
+        if not count:
+            return done
+        done += count
+        last_id = highest
+        if progress is not None:
+            # Rows imported meanwhile can make ``done`` pass the first count.
+            total = max(total, done)
+            progress(done / total, f"{done:,} of {total:,} examples indexed for search")
 
 
 def search_index_exists(*, connection=default_connection) -> bool:
@@ -27,7 +118,8 @@ def search_index_exists(*, connection=default_connection) -> bool:
 
 
 def drop_search_index(*, connection=default_connection, concurrently: bool = False) -> None:
-    """Drop the index (``concurrently`` needs autocommit: not inside ``atomic()``)."""
+    """Drop the GIN index, e.g. before filling millions of vectors at once (one sorted build
+    afterwards is cheaper than a million GIN insertions). ``concurrently`` needs autocommit."""
     if not _is_postgres(connection):
         return
     how = "CONCURRENTLY " if concurrently else ""
@@ -38,7 +130,7 @@ def drop_search_index(*, connection=default_connection, concurrently: bool = Fal
 def create_search_index(
     *, connection=default_connection, concurrently: bool = True, work_mem: str = "256MB"
 ) -> None:
-    """Build the index if it is missing. ``concurrently`` (the default) lets writes go on
+    """Build the GIN index if it is missing. ``concurrently`` (the default) lets writes go on
     meanwhile and needs autocommit (not inside ``atomic()``)."""
     if not _is_postgres(connection):
         return

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Func, QuerySet
+from django.db.models import Func, Q, QuerySet
 
 from apps.datasets.models import Example, Split
 
@@ -33,10 +33,10 @@ def uses_postgres() -> bool:
 
 
 class EnglishTsvector(Func):
-    """``to_tsvector('english'::regconfig, text)``: the exact expression of the GIN index.
+    """``to_tsvector('english'::regconfig, text)``: how ``Example.search_vector`` is computed.
 
     Written out (instead of ``SearchVector``, which wraps the column in ``COALESCE``) so that
-    PostgreSQL's planner matches it to ``example_text_fts_idx`` (migration 0002).
+    it is the very expression the indexing job stores (``search_index``).
     """
 
     template = "to_tsvector('english'::regconfig, %(expressions)s)"
@@ -48,12 +48,31 @@ class EnglishTsvector(Func):
         super().__init__(expression, output_field=SearchVectorField(), **extra)
 
 
-def _search_filter(queryset: QuerySet[Example], search: str) -> QuerySet[Example]:
+def _search_filter(
+    queryset: QuerySet[Example], search: str, *, include_unindexed: bool = True
+) -> QuerySet[Example]:
+    """Rows matching ``search``. On PostgreSQL ``include_unindexed`` (the default) also tests
+    the rows whose stored vector the indexing job has not filled yet; leave it out only when
+    the project has none (see :func:`has_unindexed_examples`)."""
     if uses_postgres():
         from django.contrib.postgres.search import SearchQuery
 
         query = SearchQuery(search, config="english", search_type="websearch")
-        return queryset.alias(fts=EnglishTsvector("text")).filter(fts=query)
+        # The ``fts`` alias marks a text search (see uses_text_search).
+        queryset = queryset.alias(fts=EnglishTsvector("text"))
+        if not include_unindexed:
+            # Every row is indexed: the GIN index alone, which the planner can AND with a
+            # filter's index (it never ANDs two bitmaps that share a condition, and the OR
+            # below shares the project and id window with every filter's index).
+            return queryset.filter(search_vector=query)
+        # Indexed rows through the GIN index on the stored vector; rows the indexing job has
+        # not reached yet (found through the partial index of NULL vectors) by computing the
+        # vector on the fly. The planner ORs the two indexes' bitmaps; the results are the
+        # same as computing every vector. ``IS NULL`` must come first: PostgreSQL evaluates
+        # the terms inside an OR in the written order, and ``to_tsvector`` (~12 µs) would
+        # otherwise run for every indexed row a window passes over.
+        unindexed = Q(search_vector__isnull=True) & Q(fts=query)
+        return queryset.filter(Q(search_vector=query) | unindexed)
     # Elsewhere: every term (quotes kept as phrases, "-word" excluded) as a case-insensitive
     # substring, which is what websearch syntax means without stemming.
     for negate, term in search_terms(search, keep_negated=True):
@@ -62,6 +81,14 @@ def _search_filter(queryset: QuerySet[Example], search: str) -> QuerySet[Example
         else:
             queryset = queryset.filter(text__icontains=term)
     return queryset
+
+
+def has_unindexed_examples(*, project) -> bool:
+    """Whether some of the project's examples have no stored search vector yet (PostgreSQL;
+    one probe of the partial index of unindexed rows)."""
+    if not uses_postgres():
+        return False
+    return Example.objects.filter(project=project, search_vector__isnull=True).exists()
 
 
 _TERM_RE = re.compile(r'(-?)"([^"]+)"|(-?)(\S+)')
@@ -111,11 +138,13 @@ def examples_for_project(
 ) -> QuerySet[Example]:
     """The project's examples matching every given filter, ordered by id.
 
-    ``search`` is PostgreSQL full-text search (``websearch_to_tsquery`` over the English
-    ``tsvector`` GIN index) on PostgreSQL and case-insensitive substring matching elsewhere.
+    ``search`` is PostgreSQL full-text search (``websearch_to_tsquery`` over the stored English
+    ``tsvector`` and its GIN index, see :func:`_search_filter`) on PostgreSQL and
+    case-insensitive substring matching elsewhere.
     ``gold_label``/``label`` take a label index or ``"none"`` (unlabeled).
     """
-    queryset = Example.objects.filter(project=project)
+    # The stored vector is for the database's search only: never worth sending to a page.
+    queryset = Example.objects.filter(project=project).defer("search_vector")
     if split:
         queryset = queryset.filter(split=split)
     queryset = _label_filter(queryset, "gold_label", gold_label)
@@ -127,7 +156,9 @@ def examples_for_project(
     if label_source is not None and label_source != "":
         queryset = queryset.filter(label_source="" if label_source == NONE else label_source)
     if search and search.strip():
-        queryset = _search_filter(queryset, search.strip())
+        queryset = _search_filter(
+            queryset, search.strip(), include_unindexed=has_unindexed_examples(project=project)
+        )
     return queryset.order_by("id")
 
 
@@ -321,6 +352,22 @@ def bounded_count(queryset: QuerySet, *, cap: int = COUNT_CAP) -> tuple[int, boo
     return (cap, False) if n > cap else (n, True)
 
 
+# The search-index notice counts unindexed rows exactly up to this many.
+UNINDEXED_COUNT_CAP = 10_000
+
+
+def unindexed_for_search(*, project) -> MatchCount | None:
+    """How many of the project's examples the search indexing job has not reached yet, or
+    None when it has reached them all (always None off PostgreSQL, where search does not use
+    the stored vectors). Bounded: a few index entries when all are indexed, at most
+    ``UNINDEXED_COUNT_CAP + 1`` otherwise (through the partial index of unindexed rows)."""
+    if not has_unindexed_examples(project=project):
+        return None
+    queryset = Example.objects.filter(project=project, search_vector__isnull=True)
+    n, exact = bounded_count(queryset, cap=UNINDEXED_COUNT_CAP)
+    return MatchCount(n=n, exact=exact)
+
+
 def example_for_project(*, project, example_id: int) -> Example | None:
     return (
         Example.objects.filter(project=project, pk=example_id)
@@ -383,7 +430,7 @@ def disagreements_for_project(*, project) -> QuerySet[Example]:
     least confident first; then (bucket 1) examples whose current label differs from the gold
     label, most confident first (a confident mistake says the most about the rules). Ties by id.
     """
-    from django.db.models import Case, F, FloatField, IntegerField, Q, Value, When
+    from django.db.models import Case, F, FloatField, IntegerField, Value, When
     from django.db.models.functions import Coalesce
 
     unsure = Q(
@@ -420,8 +467,6 @@ def disagreement_page(
     Like :func:`keyset_page` (no ``OFFSET``, stable while rows change), but ``next_after`` and
     ``prev_before`` are :class:`DisagreementCursor` values (``encode()`` them into links).
     """
-    from django.db.models import Q
-
     size = max(1, min(int(size), MAX_PAGE_SIZE))
 
     def past(cursor: DisagreementCursor, op: str) -> Q:

@@ -117,6 +117,7 @@ def examples(request, project_id: int):
         if page and page.has_previous
         else None,
         "first_url": f"{base_url}?{filters_query}" if page and page.has_previous else None,
+        "unindexed": selectors.unindexed_for_search(project=project),
     }
     template = "datasets/examples.html" + ("#results" if _is_htmx(request) else "")
     response = render(request, template, context)

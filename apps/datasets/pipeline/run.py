@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from psycopg.errors import IntegrityError as PsycopgIntegrityError
 
+from apps.datasets import search_index
 from apps.datasets.models import Split
 from apps.datasets.pipeline.exceptions import ImportFailed, Problem, Problems, TooManyProblems
 from apps.datasets.pipeline.parsers import FIELDS, LabelMap, RowMaker
@@ -382,8 +383,12 @@ def import_examples(
             summary = None
         if problems:
             raise problems.failure()
+        # Full-text indexing is not part of the import: the job that fills the new rows'
+        # search vectors is enqueued when this transaction commits (see search_index).
+        index_job = search_index.schedule_indexing(project=locked)
     project.labels = locked.labels
     summary["seconds"] = round(time.monotonic() - started, 3)
+    summary["search_index_job"] = index_job.pk if index_job is not None else None
     return summary
 
 

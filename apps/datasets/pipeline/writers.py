@@ -1,6 +1,7 @@
 """Writers: put checked rows into the database, all or nothing.
 
-- PostgreSQL (the fast path): psycopg 3 ``COPY ... FROM STDIN`` inside the import's transaction.
+- PostgreSQL (the fast path): psycopg 3 binary ``COPY ... FROM STDIN`` inside the import's
+  transaction (binary: the server skips parsing numbers and unescaping text, ~2 µs a row).
   Into a project that had no examples, one COPY stays open for the whole import and a writer
   thread feeds it (``QueuedLibpqWriter``), so the server stores rows while Python parses the
   next ones. Into a project that has examples, each batch's ids are first checked against them
@@ -40,6 +41,23 @@ COLUMNS = (
 )
 
 
+# The binary COPY's types, in the order of ("project", *COLUMNS). varchar columns take text's
+# binary form; jsonb columns take the Python value (psycopg serialises it).
+COPY_TYPES = (
+    "int8",  # project
+    "text",  # external_id
+    "text",  # split
+    "text",  # text
+    "jsonb",  # entities
+    "int4",  # gold_label
+    "int4",  # label
+    "float8",  # confidence
+    "text",  # label_source
+    "text",  # label_version
+    "jsonb",  # votes
+)
+
+
 def _column_list(names) -> str:
     return ", ".join(
         connection.ops.quote_name(Example._meta.get_field(name).column) for name in names
@@ -70,7 +88,7 @@ class ExampleWriter:
         self.table = table
         if use_copy:
             columns = _column_list(("project", *COLUMNS))
-            self.copy_sql = f"COPY {table} ({columns}) FROM STDIN"  # noqa: S608 - fixed names
+            self.copy_sql = f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)"  # noqa: S608
 
     def add(self, row: tuple, file: str, where: dict) -> None:
         self.batch.append(row)
@@ -112,38 +130,31 @@ class ExampleWriter:
 
     # -- PostgreSQL --------------------------------------------------------------------------
 
+    @contextmanager
+    def open_copy(self, cursor, *, writer=None):
+        """The binary COPY into the example table on a psycopg ``cursor``; rows are
+        ``(project id, *COLUMNS)`` with Python values (see :data:`COPY_TYPES`)."""
+        with cursor.copy(self.copy_sql, writer=writer) as copy:
+            copy.set_types(COPY_TYPES)
+            yield copy
+
     def _copy(self, batch: list[tuple]) -> None:
-        with connection.cursor() as cursor, cursor.cursor.copy(self.copy_sql) as copy:
+        with connection.cursor() as cursor, self.open_copy(cursor.cursor) as copy:
             self._write(copy, batch)
 
     def _stream_rows(self, batch: list[tuple]) -> None:
         if self._stream is None:
             cursor_cm = connection.cursor()
             cursor = cursor_cm.__enter__()
-            copy_cm = cursor.cursor.copy(self.copy_sql, writer=QueuedLibpqWriter(cursor.cursor))
+            copy_cm = self.open_copy(cursor.cursor, writer=QueuedLibpqWriter(cursor.cursor))
             self._stream = (cursor_cm, copy_cm, copy_cm.__enter__())
         self._write(self._stream[2], batch)
 
     def _write(self, copy, batch: list[tuple]) -> None:
-        dumps = json.dumps
         project_id = self.project.pk
         write_row = copy.write_row
-        for ext_id, split, text, ents, gold, label, conf, source, version, votes in batch:
-            write_row(
-                (
-                    project_id,
-                    ext_id,
-                    split,
-                    text,
-                    None if ents is None else dumps(ents),
-                    gold,
-                    label,
-                    conf,
-                    source,
-                    version,
-                    None if votes is None else dumps(votes),
-                )
-            )
+        for row in batch:
+            write_row((project_id, *row))
 
     # -- SQLite ------------------------------------------------------------------------------
 
