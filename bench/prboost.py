@@ -1,7 +1,7 @@
 """PRBoost quality on WRENCH sets: dev-only, rules+MV, rules+LabelModel, PRBoost, gold (issue 3).
 
 Usage: python -m bench prboost --dataset wrench-trec [--dataset ...] [--rows 1,2,3,4,5,6]
-       [--seeds 0,1,2] [--rounds 10] [--per-round 10] [--proposer prompt|ngram]
+       [--seeds 0,1,2] [--rounds 10] [--per-round 10] [--proposer prompt|ngram|mixed]
        [--data-dir DIR] [--cache-dir DIR] [--json OUT] [--time-round]
 
 Pool = train with labels hidden, dev = valid, test = test (wrench-trec test's leaking first word is
@@ -162,7 +162,7 @@ def prepare_lm(b: Bundle, kind: str, cache_dir: Path | None, n_templates: int = 
     t0 = time.perf_counter()
     index_dev = index_pool = None
     n_lm = 0
-    if kind == "prompt":
+    if kind in ("prompt", "mixed"):
         from models.lm import load_causal_lm
         from models.prboost.answers import compute_answer_index
         from models.prboost.templates import DEFAULT_TEMPLATES
@@ -181,7 +181,7 @@ def prepare_lm(b: Bundle, kind: str, cache_dir: Path | None, n_templates: int = 
         b.pool, embeddings=b.pool_emb, answer_index=index_pool, anchor_embeddings=b.dev_emb
     )
     dev_corpus = Corpus.from_dataset(b.dev, embeddings=b.dev_emb, answer_index=index_dev)
-    proposer = make_proposer(kind, templates if kind == "prompt" else None)
+    proposer = make_proposer(kind, templates if kind in ("prompt", "mixed") else None)
     return LMContext(pool_corpus, dev_corpus, proposer, lm_seconds, n_lm)
 
 
@@ -192,7 +192,11 @@ def make_proposer(kind: str, templates=None):
         return propose.PromptProposer(templates=templates)
     if kind == "ngram":
         return propose.NgramProposer()
-    raise SystemExit(f"unknown proposer {kind!r} (prompt or ngram)")
+    if kind == "mixed":
+        return propose.CombinedProposer(
+            [propose.PromptProposer(templates=templates), propose.NgramProposer()]
+        )
+    raise SystemExit(f"unknown proposer {kind!r} (prompt, ngram or mixed)")
 
 
 def row_prboost(
@@ -264,7 +268,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=10)
-    parser.add_argument("--proposer", default="prompt", choices=["prompt", "ngram"])
+    parser.add_argument("--proposer", default="prompt", choices=["prompt", "ngram", "mixed"])
     parser.add_argument(
         "--templates", type=int, default=1, help="how many default templates the LM pass uses"
     )

@@ -49,7 +49,7 @@ from models.prboost.answers import (
     stop_words,
 )
 from models.prboost.matching import Corpus, match_rules
-from models.prboost.rules import KeywordRule, PromptRule, Rule
+from models.prboost.rules import KeywordRule, PromptRule, RegexRule, Rule
 from models.prboost.templates import (
     DEFAULT_MASK_TEMPLATES,
     DEFAULT_TEMPLATES,
@@ -182,14 +182,16 @@ def rank_candidates(
     dev_weights: np.ndarray | None = None,
     covered: np.ndarray | None = None,
     config: ScoringConfig = ScoringConfig(),
-    proposer: str = "",
+    proposer: str | Sequence[str] = "",
 ) -> list[Candidate]:
     """Score, filter and rank raw candidate rules (module doc); the best ``k`` as ``Candidate``s.
 
-    ``sources[j]``/``answer_words[j]``: the dev instance and LM word behind ``rules[j]``.
+    ``sources[j]``/``answer_words[j]``: the dev instance and LM word behind ``rules[j]``;
+    ``proposer``: the proposer's name, or one name per rule (candidates of several proposers).
     ``covered``: (n_pool,) bool pool coverage of the accepted rules (computed when None).
     """
     dev_labels = np.asarray(dev_labels, dtype=np.int64)
+    proposers = [proposer] * len(rules) if isinstance(proposer, str) else list(proposer)
     n_pool, n_dev = len(pool_corpus), len(dev_corpus)
     if dev_labels.shape != (n_dev,):
         raise ValueError(f"dev_labels has {dev_labels.shape} entries for {n_dev} dev examples")
@@ -275,10 +277,72 @@ def rank_candidates(
                 dev_matches=r["dev_matches"],
                 dev_correct=r["dev_correct"],
                 p_good=float(r["p_good"]),
-                proposer=proposer,
+                proposer=proposers[r["j"]],
             )
         )
     return out
+
+
+@dataclass
+class RawCandidates:
+    """Unranked candidate rules, one entry per (rule, the dev instance and answer word behind it,
+    the proposer that made it); duplicates are fine (``rank_candidates`` merges them)."""
+
+    rules: list[Rule] = field(default_factory=list)
+    sources: list[int] = field(default_factory=list)
+    answer_words: list[str | None] = field(default_factory=list)
+    proposers: list[str] = field(default_factory=list)
+
+    def add(self, rule: Rule, source: int, answer_word: str | None, proposer: str) -> None:
+        self.rules.append(rule)
+        self.sources.append(source)
+        self.answer_words.append(answer_word)
+        self.proposers.append(proposer)
+
+    def extend(self, other: RawCandidates) -> None:
+        self.rules += other.rules
+        self.sources += other.sources
+        self.answer_words += other.answer_words
+        self.proposers += other.proposers
+
+
+def _propose_ranked(
+    self: Any,
+    *,
+    instance_indices: np.ndarray,
+    dev: TextDataset,
+    pool_corpus: Corpus,
+    dev_corpus: Corpus,
+    accepted: Sequence[Rule],
+    judged: set[str],
+    n_classes: int,
+    k: int,
+    dev_weights: np.ndarray | None = None,
+    covered: np.ndarray | None = None,
+) -> list[Candidate]:
+    """``Proposer.propose`` of the library's proposers: their ``raw_candidates``, ranked."""
+    raw = self.raw_candidates(
+        instance_indices=instance_indices,
+        dev=dev,
+        pool_corpus=pool_corpus,
+        dev_corpus=dev_corpus,
+        n_classes=n_classes,
+    )
+    return rank_candidates(
+        raw.rules,
+        raw.sources,
+        raw.answer_words,
+        pool_corpus=pool_corpus,
+        dev_corpus=dev_corpus,
+        dev_labels=dev.labels,
+        accepted=accepted,
+        judged=judged,
+        k=k,
+        dev_weights=dev_weights,
+        covered=covered,
+        config=self.scoring,
+        proposer=raw.proposers,
+    )
 
 
 # --------------------------------------------------------------------------- LM proposers
@@ -346,20 +410,16 @@ class _AnswerProposer(ABC):
             corpus.answer_index = extra if index is None else AnswerIndexSet(index, extra)
         return corpus.answer_index
 
-    def propose(
+    def raw_candidates(
         self,
         *,
         instance_indices: np.ndarray,
         dev: TextDataset,
         pool_corpus: Corpus,
         dev_corpus: Corpus,
-        accepted: Sequence[Rule],
-        judged: set[str],
         n_classes: int,
-        k: int,
-        dev_weights: np.ndarray | None = None,
-        covered: np.ndarray | None = None,
-    ) -> list[Candidate]:
+    ) -> RawCandidates:
+        """Every (template, top answer word) of each instance as a prompt rule for its label."""
         if self.templates is None and dev_corpus.answer_index is not None:
             held = _held_templates(dev_corpus.answer_index)
             templates = [
@@ -375,34 +435,17 @@ class _AnswerProposer(ABC):
         if self.similarity_weight > 0:
             _check_embeddings(pool_corpus, dev_corpus)
 
-        rules: list[Rule] = []
-        sources: list[int] = []
-        words: list[str | None] = []
+        raw = RawCandidates()
         for i in np.asarray(instance_indices, dtype=np.int64):
             y = int(dev.labels[i])
             if y < 0 or y >= n_classes:
                 continue
             for t in templates:
-                top = dev_index.topk(t.id, int(i))[: self.words_per_instance]
-                for word in top:
-                    rules.append(self._rule(t.id, word, y, int(i)))
-                    sources.append(int(i))
-                    words.append(word)
-        return rank_candidates(
-            rules,
-            sources,
-            words,
-            pool_corpus=pool_corpus,
-            dev_corpus=dev_corpus,
-            dev_labels=dev.labels,
-            accepted=accepted,
-            judged=judged,
-            k=k,
-            dev_weights=dev_weights,
-            covered=covered,
-            config=self.scoring,
-            proposer=self.name,
-        )
+                for word in dev_index.topk(t.id, int(i))[: self.words_per_instance]:
+                    raw.add(self._rule(t.id, word, y, int(i)), int(i), word, self.name)
+        return raw
+
+    propose = _propose_ranked
 
     def _rule(self, template_id: str, word: str, label: int, source: int) -> PromptRule:
         if self.similarity_weight > 0:
@@ -467,10 +510,10 @@ class MaskedLMProposer(_AnswerProposer):
         templates = super()._templates_for(dev)
         return [t for t in templates if t.style == "mask"] or templates
 
-    def propose(self, **kw: Any) -> list[Candidate]:
+    def raw_candidates(self, **kw: Any) -> RawCandidates:
         if self.templates is None:  # only mask-style templates, even if a causal index is there
             self.templates = list(DEFAULT_MASK_TEMPLATES[kw["dev"].task_type])
-        return super().propose(**kw)
+        return super().raw_candidates(**kw)
 
     def _load_lm(self) -> Any:
         from models.lm import MaskedLM, load_masked_lm
@@ -484,19 +527,73 @@ class MaskedLMProposer(_AnswerProposer):
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 
 
-def _ngrams(text: str, max_n: int, keep_stop_inside: bool) -> list[str]:
-    tokens = [t.lower() for t in _WORD.findall(text)]
+# Question words carry the class of a question ("how many" asks for a number, "who" for a
+# person), so the n-grams count them as content words although stop-word lists hold them.
+QUESTION_WORDS = frozenset({"who", "whom", "whose", "what", "which", "where", "when", "why", "how"})
+
+
+def _tokens(text: str) -> list[str]:
+    return [t.lower() for t in _WORD.findall(text)]
+
+
+def _ngrams(text: str, max_n: int) -> list[str]:
+    """Uni- to ``max_n``-grams of a text, shortest first: unigrams that are not stop words, longer
+    ones that neither start nor end with a stop word, except after a leading question word
+    ("how many", "what country")."""
+    tokens = _tokens(text)
+    words = stop_words()
+    stop = [(t in words and t not in QUESTION_WORDS) or len(t) < 2 for t in tokens]
     out: list[str] = []
     for n in range(1, max_n + 1):
         for s in range(len(tokens) - n + 1):
-            gram = tokens[s : s + n]
-            stops = [g in stop_words() or len(g) < 2 for g in gram]
+            first, last = stop[s], stop[s + n - 1]
             if n == 1:
-                if stops[0] or len(gram[0]) < 3:
+                if first or (len(tokens[s]) < 3 and tokens[s] not in QUESTION_WORDS):
                     continue
-            elif all(stops) or (not keep_stop_inside and (stops[0] or stops[-1])):
+            elif all(stop[s : s + n]) or (tokens[s] not in QUESTION_WORDS and (first or last)):
                 continue
-            out.append(" ".join(gram))
+            out.append(" ".join(tokens[s : s + n]))
+    return list(dict.fromkeys(out))
+
+
+_DIGIT_TOKEN = re.compile(r"\S*\d\S*")
+_DIGIT_RUN = re.compile(r"\d+")
+_EDGE_PUNCT = ".,;:!?()[]{}\"'"
+
+
+def _number_shapes(text: str) -> list[str]:
+    """Regex patterns of the text's tokens that hold digits, with the digits generalized: a run
+    of 5 or more digits (phone numbers, short codes) becomes ``\\d{5,}``, a shorter one ``\\d+``;
+    other characters stay literal ("£1000" -> ``£\\d+``, "150p" -> ``\\b\\d+p\\b``). Numbers carry
+    what words cannot (prices, phone numbers, dates), and no word list or LM answer names them."""
+    out: list[str] = []
+    for token in _DIGIT_TOKEN.findall(text):
+        token = token.strip(_EDGE_PUNCT).lower()
+        if not token or len(token) > 40:
+            continue
+        parts, last = [], 0
+        for run in _DIGIT_RUN.finditer(token):
+            parts.append(re.escape(token[last : run.start()]))
+            parts.append(r"\d{5,}" if len(run.group()) >= 5 else r"\d+")
+            last = run.end()
+        parts.append(re.escape(token[last:]))
+        pattern = "".join(parts)
+        if token[0].isalnum():
+            pattern = r"\b" + pattern
+        if token[-1].isalnum():
+            pattern += r"\b"
+        out.append(pattern)
+    return list(dict.fromkeys(out))
+
+
+def _between_ngrams(text: str, max_n: int) -> list[str]:
+    """Uni- to ``max_n``-grams of the text between two entities, longest first, stop words
+    allowed anywhere: prepositions are what carry a relation ("into", "caused by", "part of")."""
+    tokens = _tokens(text)
+    out: list[str] = []
+    for n in range(min(max_n, len(tokens)), 0, -1):
+        for s in range(len(tokens) - n + 1):
+            out.append(" ".join(tokens[s : s + n]))
     return list(dict.fromkeys(out))
 
 
@@ -504,9 +601,10 @@ class NgramProposer:
     """Discriminative n-grams of the large-error instances as keyword rules (no LM).
 
     Text classification: unigrams (no stop words) and bigrams (not starting or ending with a
-    stop word) of the instance's text. Relation extraction: the same from the text between the two
-    entities, with stop words allowed inside phrases ("caused by", "part of"), as
-    ``scope="between"`` rules. Ranked like every candidate (dev precision, novelty, coverage).
+    stop word, unless a question word leads: "how many") of the instance's text. Relation
+    extraction: uni- to trigrams of the text between the two entities, stop words included
+    ("into", "caused by"), as ``scope="between"`` rules. Ranked like every candidate (dev
+    precision, novelty, coverage).
     """
 
     name = "ngram"
@@ -524,52 +622,59 @@ class NgramProposer:
         self.max_per_instance = max_per_instance
         self.scoring = scoring
 
-    def propose(
+    def raw_candidates(
         self,
         *,
         instance_indices: np.ndarray,
         dev: TextDataset,
         pool_corpus: Corpus,
         dev_corpus: Corpus,
-        accepted: Sequence[Rule],
-        judged: set[str],
         n_classes: int,
-        k: int,
-        dev_weights: np.ndarray | None = None,
-        covered: np.ndarray | None = None,
-    ) -> list[Candidate]:
+    ) -> RawCandidates:
+        """The n-grams of each instance (between the entities for relations) as keyword rules."""
         relation = dev.task_type == "relation_extraction" and dev.entities is not None
-        rules: list[Rule] = []
-        sources: list[int] = []
-        words: list[str | None] = []
+        raw = RawCandidates()
         for i in np.asarray(instance_indices, dtype=np.int64):
             y = int(dev.labels[i])
             if y < 0 or y >= n_classes:
                 continue
             if relation:
-                text = _between(dev.texts[i], dev.entities[i])
-                grams = _ngrams(text, max(self.max_n, 3), keep_stop_inside=True)
+                grams = _between_ngrams(_between(dev.texts[i], dev.entities[i]), max(self.max_n, 3))
             else:
-                grams = _ngrams(dev.texts[i], self.max_n, keep_stop_inside=False)
+                grams = _ngrams(dev.texts[i], self.max_n)
             for gram in grams[: self.max_per_instance]:
-                rules.append(KeywordRule((gram,), y, scope="between" if relation else "text"))
-                sources.append(int(i))
-                words.append(None)
-        return rank_candidates(
-            rules,
-            sources,
-            words,
-            pool_corpus=pool_corpus,
-            dev_corpus=dev_corpus,
-            dev_labels=dev.labels,
-            accepted=accepted,
-            judged=judged,
-            k=k,
-            dev_weights=dev_weights,
-            covered=covered,
-            config=self.scoring,
-            proposer=self.name,
-        )
+                rule = KeywordRule((gram,), y, scope="between" if relation else "text")
+                raw.add(rule, int(i), None, self.name)
+            if not relation:
+                for pattern in _number_shapes(dev.texts[i])[: self.max_per_instance]:
+                    raw.add(RegexRule(pattern, y), int(i), None, self.name)
+        return raw
+
+    propose = _propose_ranked
+
+
+class CombinedProposer:
+    """Several proposers' candidates ranked together, so the best of each reach the reviewer.
+
+    E.g. ``CombinedProposer([PromptProposer(), NgramProposer()])``: the LM's answer words find
+    topical rules ("money", "subscribe"), the n-grams the function-word cues an LM never answers
+    with ("how many", "caused by"). Each candidate keeps the name of the proposer that made it.
+    """
+
+    def __init__(self, proposers: Sequence[Any], *, scoring: ScoringConfig = ScoringConfig()):
+        if not proposers:
+            raise ValueError("CombinedProposer needs at least one proposer")
+        self.proposers = list(proposers)
+        self.scoring = scoring
+        self.name = "+".join(p.name for p in self.proposers)
+
+    def raw_candidates(self, **kw: Any) -> RawCandidates:
+        raw = RawCandidates()
+        for proposer in self.proposers:
+            raw.extend(proposer.raw_candidates(**kw))
+        return raw
+
+    propose = _propose_ranked
 
 
 def _between(text: str, pair: Any) -> str:

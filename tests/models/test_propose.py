@@ -11,6 +11,7 @@ from models.data import TextDataset
 from models.prboost.answers import STOP_WORDS, AnswerIndex, answer_vocab_for
 from models.prboost.matching import Corpus
 from models.prboost.propose import (
+    CombinedProposer,
     MaskedLMProposer,
     NgramProposer,
     PromptProposer,
@@ -18,7 +19,7 @@ from models.prboost.propose import (
     rank_candidates,
     rule_key,
 )
-from models.prboost.rules import KeywordRule, PromptRule
+from models.prboost.rules import KeywordRule, PromptRule, RegexRule
 from models.prboost.templates import (
     CANDIDATE_TEMPLATES,
     DEFAULT_TEMPLATES,
@@ -348,6 +349,85 @@ def test_ngram_proposer_reads_between_the_entities_for_relations():
     assert "caused by" in phrases
     assert all(c.rule.scope == "between" for c in cands)
     assert "burst" not in phrases  # the entities themselves are not between them
+
+
+def _propose_text(texts, labels, instances, pool_texts, k=20, proposer=None):
+    dev = TextDataset(
+        texts=texts,
+        labels=np.array(labels),
+        label_names=[f"c{i}" for i in range(max(labels) + 1)],
+        ids=[str(i) for i in range(len(texts))],
+    )
+    return (proposer or NgramProposer(scoring=ScoringConfig(max_jaccard=1.01))).propose(
+        instance_indices=np.array(instances),
+        dev=dev,
+        pool_corpus=Corpus(pool_texts),
+        dev_corpus=Corpus(dev.texts),
+        accepted=[],
+        judged=set(),
+        n_classes=max(labels) + 1,
+        k=k,
+    )
+
+
+def test_ngram_proposer_keeps_the_question_words_that_carry_a_question_class():
+    cands = _propose_text(
+        ["How many people live in Chicago ?", "How many dogs are there ?", "Who wrote Hamlet ?"],
+        [0, 0, 1],
+        [0],
+        ["How many moons has Mars ?", "How many states are there ?", "Who is the mayor ?"],
+    )
+    by_phrase = {c.rule.words[0]: c for c in cands if isinstance(c.rule, KeywordRule)}
+    assert by_phrase["how many"].rule.label == 0
+    assert by_phrase["how many"].dev_correct == 1  # dev example 1 asks "how many" too
+    assert "in" not in by_phrase and "live in" not in by_phrase  # stop words still filtered
+    assert "many" not in by_phrase
+
+
+def test_ngram_proposer_generalizes_numbers_into_regex_rules():
+    cands = _propose_text(
+        ["Call 08000930705 to claim your prize", "Text WIN to 87121 now", "see you at 5 pm"],
+        [1, 1, 0],
+        [0],
+        ["ring 09061701461 today", "msg 81010 for info", "meet at 5", "call 555"],
+    )
+    regexes = {c.rule.pattern: c for c in cands if isinstance(c.rule, RegexRule)}
+    phone = regexes[r"\b\d{5,}\b"]
+    assert phone.rule.label == 1
+    assert phone.matches.tolist() == [0, 1]  # long numbers only, not "5" or "555"
+    assert (phone.dev_matches, phone.dev_correct) == (1, 1)  # "87121" (leave-one-out)
+
+
+def test_combined_proposer_ranks_every_proposers_candidates_together():
+    dev = TextDataset(
+        texts=["money offer", "money now", "nice song", "song", "free money", "nice"],
+        labels=DEV_LABELS.copy(),
+        label_names=["HAM", "SPAM"],
+        ids=[str(i) for i in range(6)],
+    )
+    pool_texts = [f"money offer {i}" if i < 4 else f"a nice song {i}" for i in range(10)]
+    kw = {
+        "instance_indices": np.array([0]),
+        "dev": dev,
+        "pool_corpus": Corpus(pool_texts, answer_index=_index(POOL_ANSWERS)),
+        "dev_corpus": Corpus(dev.texts, answer_index=_index(DEV_ANSWERS)),
+        "accepted": [],
+        "judged": set(),
+        "n_classes": 2,
+        "k": 10,
+    }
+    keep_all = ScoringConfig(max_jaccard=1.01)  # "money" matches the same rows either way
+    both = CombinedProposer([PromptProposer(), NgramProposer()], scoring=keep_all)
+    assert both.name == "prompt+ngram"
+    cands = both.propose(**kw)
+    assert {c.proposer for c in cands} == {"prompt", "ngram"}
+    assert all(isinstance(c.rule, PromptRule) == (c.proposer == "prompt") for c in cands)
+    assert [c.score for c in cands] == sorted((c.score for c in cands), reverse=True)
+    alone = PromptProposer(scoring=keep_all).propose(**kw)
+    alone += NgramProposer(scoring=keep_all).propose(**kw)
+    assert {rule_key(c.rule) for c in cands} <= {rule_key(c.rule) for c in alone}
+    with pytest.raises(ValueError, match="at least one"):
+        CombinedProposer([])
 
 
 # --------------------------------------------------------------------------- masked LM
