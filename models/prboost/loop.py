@@ -87,10 +87,14 @@ class LoopConfig:
     rule_power: float = 1.0
     pool_temperature: float = 1.0
     pool_threshold: float = 0.0
-    # self-training (finalize)
+    # self-training (finalize). The teacher's pseudo-labels: "ensemble" (the boosted members'
+    # probabilities, the paper's choice) or "product" (those times the label model's soft labels
+    # ^rule_power on rule-covered rows, as in the members' "product" targets: a precise rule's
+    # vote reaches the final model directly instead of through the members' smoothing)
+    final_teacher: str = "product"
     temperature: float = 0.5
     threshold: float = 0.9
-    self_train_iterations: int = 1
+    self_train_iterations: int = 2  # the second mixes teacher and student (self_training.py)
     max_per_class: int | None = None
     final_dev_weight: float = 5.0
 
@@ -102,6 +106,10 @@ class LoopConfig:
         if self.pool_targets not in ("covered", "product"):
             raise LoopError(
                 f"pool_targets must be 'covered' or 'product', not {self.pool_targets!r}"
+            )
+        if self.final_teacher not in ("ensemble", "product"):
+            raise LoopError(
+                f"final_teacher must be 'ensemble' or 'product', not {self.final_teacher!r}"
             )
         if self.head not in ("logreg", "mlp"):
             raise LoopError(f"head must be 'logreg' or 'mlp', got {self.head!r}")
@@ -536,7 +544,7 @@ class PRBoostLoop:
         if not self.members or self._members_rules != len(self.accepted):
             self.run_round(data, propose=False, progress=scaled(progress, 0.0, 0.5))
         c = self.config
-        teacher = self.predict_proba(data.pool_X)
+        teacher = self.teacher_proba(data)
         result = self_train(
             teacher,
             data.pool_X,
@@ -556,6 +564,20 @@ class PRBoostLoop:
             kept=result.kept,
         )
         return self.final
+
+    def teacher_proba(self, data: LoopData) -> np.ndarray:
+        """(n_pool, K) the probabilities the final model's pseudo-labels come from (see
+        ``LoopConfig.final_teacher``): the ensemble's, times the label model's soft labels
+        ^rule_power on the rule-covered rows for "product"."""
+        c = self.config
+        teacher = self.predict_proba(data.pool_X)
+        if c.final_teacher == "product":
+            covered, soft = self.soft_labels(data, self.round)
+            if covered.size:
+                teacher = np.clip(teacher, 1e-9, None)
+                teacher[covered] *= np.clip(soft, 1e-9, None) ** c.rule_power
+                teacher /= teacher.sum(axis=1, keepdims=True)
+        return teacher
 
     # -- persistence
     def save(self, path: str | Path) -> None:

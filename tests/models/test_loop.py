@@ -161,6 +161,33 @@ def test_finalize_self_trains_and_survives_save_load(tmp_path):
     )
 
 
+def test_product_teacher_lets_the_rules_correct_the_ensemble_on_covered_rows():
+    data, gold = _data(proposer=False, seed_votes=True)  # seed rule: "free" -> SPAM
+    covered = data.seed_pool_votes.covered()
+    loop = PRBoostLoop(LoopConfig(n_classes=2), n_dev=40, n_seed_votes=1)
+    loop.run_round(data)
+    ensemble = loop.predict_proba(data.pool_X)
+    loop.config.final_teacher = "product"
+    product = loop.teacher_proba(data)
+    np.testing.assert_allclose(product[~covered], ensemble[~covered], atol=1e-6)
+    np.testing.assert_allclose(product.sum(axis=1), 1.0)
+    # the rule's SPAM vote moves each of its rows towards SPAM, by the label model's odds
+    assert (product[covered, 1] >= ensemble[covered, 1] - 1e-6).all()
+    rows, soft = loop.soft_labels(data, loop.round)
+    np.testing.assert_array_equal(rows, np.flatnonzero(covered))
+    odds = soft[:, 1] / soft[:, 0]
+    assert (odds > 1).all()
+    flips = (ensemble[rows].argmax(1) == 0) & (ensemble[rows, 1] * odds > ensemble[rows, 0])
+    assert flips.any(), "some uncertain HAM predictions should follow the rule"
+    np.testing.assert_array_equal(
+        product[rows].argmax(1), np.where(flips, 1, ensemble[rows].argmax(1))
+    )
+    loop.config.final_teacher = "ensemble"
+    np.testing.assert_array_equal(loop.teacher_proba(data), ensemble)
+    with pytest.raises(LoopError, match="final_teacher"):
+        LoopConfig(n_classes=2, final_teacher="oracle")
+
+
 def test_wrong_data_and_missing_state_fail_clearly(tmp_path):
     data, _ = _data()
     loop = PRBoostLoop(LoopConfig(n_classes=2), n_dev=39)
