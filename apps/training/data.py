@@ -365,14 +365,23 @@ def project_answer_index(
 
 
 def make_proposer(prb: dict, templates: list):
-    from models.prboost.propose import MaskedLMProposer, NgramProposer, PromptProposer
+    from models.prboost.propose import (
+        CombinedProposer,
+        MaskedLMProposer,
+        NgramProposer,
+        PromptProposer,
+    )
 
     if prb["proposer"] == "ngram":
         return NgramProposer()
     common = {"templates": templates, "answer_k": prb["top_k"], "cache_dir": cache_dir()}
     if prb["proposer"] == "masked":
-        return MaskedLMProposer(language_model_name(prb), **common)
-    return PromptProposer(lm=language_model_name(prb), **common)
+        lm_proposer = MaskedLMProposer(language_model_name(prb), **common)
+    else:
+        lm_proposer = PromptProposer(lm=language_model_name(prb), **common)
+    if prb["add_ngrams"]:
+        return CombinedProposer([lm_proposer, NgramProposer()])
+    return lm_proposer
 
 
 def prepare(project, prb: dict, progress: Progress | None = None) -> Prepared:

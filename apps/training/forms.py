@@ -40,6 +40,12 @@ class PRBoostSettingsForm(forms.Form):
         "Misclassified dev examples with the largest boosting weights that rules come from.",
     )
     top_k = _int_field("top_k", "Top-k answer words", "LM answer words kept per example.")
+    add_ngrams = forms.BooleanField(
+        required=False,
+        label="Also propose n-gram and number-pattern rules, ranked with the LM's",
+        help_text='Phrases such as "how many" or "caused by" and numbers such as phone numbers, '
+        "which a language model rarely answers with. No effect with the n-gram proposer.",
+    )
     candidates_per_round = _int_field(
         "candidates_per_round", "Candidates per round", "Suggestions stored for review per round."
     )

@@ -19,6 +19,9 @@ DEFAULTS: dict = {
     "templates": None,  # None = the defaults of the task type (and proposer)
     "large_error_instances": 10,
     "top_k": 10,
+    # the LM proposers' candidates ranked together with n-gram and number-pattern rules (the
+    # cues an LM never answers with: "how many", "caused by", phone numbers); won on the benchmark
+    "add_ngrams": True,
     "candidates_per_round": 10,
     "decisions_per_suggestion": 1,
     "auto_next_round": False,
@@ -101,7 +104,7 @@ def clean_prboost_settings(*, project, data: dict) -> dict:
         value = cleaned[field]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             errors[field] = f"must be a whole number from {low} to {high}."
-    for field in ("auto_next_round", "use_imported_votes"):
+    for field in ("add_ngrams", "auto_next_round", "use_imported_votes"):
         if not isinstance(cleaned[field], bool):
             errors[field] = "must be true or false."
     templates = cleaned.get("templates")

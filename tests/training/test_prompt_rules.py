@@ -21,7 +21,10 @@ def cached_answers(youtube_project):
     from models.prboost.answers import AnswerIndex
 
     youtube_project.settings["prboost"].update(
-        proposer="causal", language_model="fake-lm-for-tests", use_imported_votes=False
+        proposer="causal",
+        language_model="fake-lm-for-tests",
+        use_imported_votes=False,
+        add_ngrams=False,
     )
     youtube_project.save(update_fields=["settings"])
     plan = answer_index_plan(youtube_project, prboost_settings(youtube_project))
@@ -42,6 +45,18 @@ def test_a_round_proposes_prompt_rules_from_the_cached_answers(youtube_project, 
     words = {w for r in rules for w in r.definition["answer_words"]}
     assert words <= set(WORDS)
     assert all("language model" in r.description for r in rules)
+
+
+def test_with_ngrams_added_a_round_ranks_prompt_and_ngram_rules_together(
+    youtube_project, cached_answers
+):
+    youtube_project.settings["prboost"]["add_ngrams"] = True
+    youtube_project.save(update_fields=["settings"])
+    rnd = services.run_round(project=youtube_project)
+    rules = list(Rule.objects.filter(project=youtube_project, round_number=rnd.number))
+    kinds = {r.kind for r in rules}
+    assert "prompt" in kinds and kinds & {"keyword", "regex"}, kinds
+    assert len(rules) <= prboost_settings(youtube_project)["candidates_per_round"]
 
 
 def test_accepted_prompt_rules_label_the_pool_from_the_cache(
