@@ -200,25 +200,30 @@ class CausalLM:
         """Raw token strings indexed by token id (for ``AnswerVocab.from_tokens``)."""
         return _id_to_token(self.tokenizer)
 
+    def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One batch, left-padded, on the device: (input ids, attention mask, position ids),
+        each (B, T); positions count from each row's first real token."""
+        enc = self.tokenizer(
+            texts,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            add_special_tokens=False,
+        )
+        ids = enc["input_ids"].to(self.device)  # (B, T)
+        mask = enc["attention_mask"].to(self.device)  # (B, T)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T) left padding keeps positions
+        return ids, mask, pos
+
     def next_token_logits(self, prompts: Sequence[str], batch_size: int = 16):
         """Yield (row indices, next-token logits (B, V_full) on device) per batch, longest first."""
         import torch
 
         lengths = np.array([len(p) for p in prompts])
         order = np.argsort(-lengths, kind="stable")
-        tok = self.tokenizer
         for rows in _batches(order, batch_size):
-            enc = tok(
-                [prompts[i] for i in rows],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                add_special_tokens=False,
-            )
-            ids = enc["input_ids"].to(self.device)  # (B, T)
-            mask = enc["attention_mask"].to(self.device)  # (B, T)
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T) left padding keeps positions
+            ids, mask, pos = self._encode([prompts[i] for i in rows])
             with torch.inference_mode():
                 out = self.model(
                     input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1
@@ -283,17 +288,7 @@ class CausalLM:
                 for rows, logits in self.next_token_logits([suffix] * empty.size, batch_size):
                     per_suffix[j].append((empty[rows], logits))
         for rows in _batches(order, batch_size):
-            enc = tok(
-                [prefixes[i] for i in rows],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                add_special_tokens=False,
-            )
-            ids = enc["input_ids"].to(self.device)  # (B, T)
-            mask = enc["attention_mask"].to(self.device)  # (B, T)
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+            ids, mask, pos = self._encode([prefixes[i] for i in rows])
             cache = DynamicCache(config=self.model.config)
             with torch.inference_mode():
                 self.model(
