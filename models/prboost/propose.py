@@ -306,47 +306,64 @@ class RawCandidates:
         self.proposers += other.proposers
 
 
-def _propose_ranked(
-    self: Any,
-    *,
-    instance_indices: np.ndarray,
-    dev: TextDataset,
-    pool_corpus: Corpus,
-    dev_corpus: Corpus,
-    accepted: Sequence[Rule],
-    judged: set[str],
-    n_classes: int,
-    k: int,
-    dev_weights: np.ndarray | None = None,
-    covered: np.ndarray | None = None,
-) -> list[Candidate]:
-    """``Proposer.propose`` of the library's proposers: their ``raw_candidates``, ranked."""
-    raw = self.raw_candidates(
-        instance_indices=instance_indices,
-        dev=dev,
-        pool_corpus=pool_corpus,
-        dev_corpus=dev_corpus,
-        n_classes=n_classes,
-    )
-    return rank_candidates(
-        raw.rules,
-        raw.sources,
-        raw.answer_words,
-        pool_corpus=pool_corpus,
-        dev_corpus=dev_corpus,
-        dev_labels=dev.labels,
-        accepted=accepted,
-        judged=judged,
-        k=k,
-        dev_weights=dev_weights,
-        covered=covered,
-        config=self.scoring,
-        proposer=raw.proposers,
-    )
+class RankedProposer(ABC):
+    """``Proposer.propose`` for the library's proposers: their ``raw_candidates``, ranked by
+    ``rank_candidates`` with their ``scoring``."""
+
+    scoring: ScoringConfig
+
+    @abstractmethod
+    def raw_candidates(
+        self,
+        *,
+        instance_indices: np.ndarray,
+        dev: TextDataset,
+        pool_corpus: Corpus,
+        dev_corpus: Corpus,
+        n_classes: int,
+    ) -> RawCandidates:
+        """Unranked candidate rules from the large-error instances."""
+
+    def propose(
+        self,
+        *,
+        instance_indices: np.ndarray,
+        dev: TextDataset,
+        pool_corpus: Corpus,
+        dev_corpus: Corpus,
+        accepted: Sequence[Rule],
+        judged: set[str],
+        n_classes: int,
+        k: int,
+        dev_weights: np.ndarray | None = None,
+        covered: np.ndarray | None = None,
+    ) -> list[Candidate]:
+        raw = self.raw_candidates(
+            instance_indices=instance_indices,
+            dev=dev,
+            pool_corpus=pool_corpus,
+            dev_corpus=dev_corpus,
+            n_classes=n_classes,
+        )
+        return rank_candidates(
+            raw.rules,
+            raw.sources,
+            raw.answer_words,
+            pool_corpus=pool_corpus,
+            dev_corpus=dev_corpus,
+            dev_labels=dev.labels,
+            accepted=accepted,
+            judged=judged,
+            k=k,
+            dev_weights=dev_weights,
+            covered=covered,
+            config=self.scoring,
+            proposer=raw.proposers,
+        )
 
 
 # --------------------------------------------------------------------------- LM proposers
-class _AnswerProposer(ABC):
+class _AnswerProposer(RankedProposer):
     """Shared body of the LM proposers: read the dev top-k answers, make prompt rules, rank."""
 
     name = "prompt"
@@ -444,8 +461,6 @@ class _AnswerProposer(ABC):
                 for word in dev_index.topk(t.id, int(i))[: self.words_per_instance]:
                     raw.add(self._rule(t.id, word, y, int(i)), int(i), word, self.name)
         return raw
-
-    propose = _propose_ranked
 
     def _rule(self, template_id: str, word: str, label: int, source: int) -> PromptRule:
         if self.similarity_weight > 0:
@@ -597,7 +612,7 @@ def _between_ngrams(text: str, max_n: int) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-class NgramProposer:
+class NgramProposer(RankedProposer):
     """Discriminative n-grams of the large-error instances as keyword rules (no LM).
 
     Text classification: unigrams (no stop words) and bigrams (not starting or ending with a
@@ -650,10 +665,8 @@ class NgramProposer:
                     raw.add(RegexRule(pattern, y), int(i), None, self.name)
         return raw
 
-    propose = _propose_ranked
 
-
-class CombinedProposer:
+class CombinedProposer(RankedProposer):
     """Several proposers' candidates ranked together, so the best of each reach the reviewer.
 
     E.g. ``CombinedProposer([PromptProposer(), NgramProposer()])``: the LM's answer words find
@@ -673,8 +686,6 @@ class CombinedProposer:
         for proposer in self.proposers:
             raw.extend(proposer.raw_candidates(**kw))
         return raw
-
-    propose = _propose_ranked
 
 
 def _between(text: str, pair: Any) -> str:
