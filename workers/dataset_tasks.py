@@ -44,6 +44,8 @@ def handle_index_search(ctx: JobContext) -> dict:
     ctx.log("Indexing the project's new examples for full-text search.")
     started = time.monotonic()
     indexed = search_index.index_project(project_id=ctx.project_id, progress=ctx.progress)
+    if indexed:
+        search_index.refresh_statistics()
     seconds = time.monotonic() - started
     ctx.log(f"Indexed {indexed:,} examples in {seconds:.1f} s.")
     return {"indexed": indexed, "seconds": round(seconds, 3)}

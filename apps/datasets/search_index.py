@@ -1,16 +1,18 @@
 """The full-text search index of example texts: stored vectors, filled after each import.
 
 ``Example.search_vector`` holds ``to_tsvector('english', text)``. The GIN index
-``example_search_vector_idx`` on it serves searches; the partial b-tree index
-``example_unindexed_idx`` on ``(project_id, id) WHERE search_vector IS NULL`` finds the rows not
-indexed yet. Imports write rows with a NULL vector (computing it inside the COPY cost ~15 µs per
-row and kept the import's transaction open for it) and launch the ``index_search`` job when they
-commit; the job fills the vectors in short batches, each its own transaction, the way a search
-engine indexes asynchronously. Meanwhile search computes the vector of NULL rows on the fly
-(``selectors._search_filter``), so results never depend on how far the job got.
+``example_search_vector_idx`` on it (partial: rows that have one) serves searches; the partial
+b-tree index ``example_unindexed_idx`` on ``(project_id, id) WHERE search_vector IS NULL`` finds
+the rows not indexed yet. Imports write rows with a NULL vector (computing it inside the COPY
+cost ~15 µs per row and kept the import's transaction open for it) and launch the
+``index_search`` job when they commit; the job fills the vectors in short batches, each its own
+transaction, the way a search engine indexes asynchronously. Meanwhile search computes the
+vector of NULL rows on the fly (``selectors._search_filter``), so results never depend on how
+far the job got.
 
 PostgreSQL only: elsewhere the vectors stay NULL, search matches substrings, and every function
-here is a no-op. Definitions must stay identical to migration ``0004_example_search_vector``.
+here is a no-op. Definitions must stay identical to migrations ``0004_example_search_vector``
+and ``0005_partial_indexes_for_imports``.
 """
 
 from collections.abc import Callable
@@ -21,7 +23,8 @@ from django.db import transaction
 
 INDEX_JOB_KIND = "index_search"
 INDEX_NAME = "example_search_vector_idx"
-INDEX_DEFINITION = "datasets_example USING gin (search_vector)"
+# Partial: an imported row has no vector until the indexing job fills it (migration 0005).
+INDEX_DEFINITION = "datasets_example USING gin (search_vector) WHERE search_vector IS NOT NULL"
 # Rows per UPDATE: ~0.3-0.6 s of to_tsvector each, short enough that a batch's row locks and
 # its WAL stay small, long enough that the per-statement overhead does not matter.
 BATCH_ROWS = 20_000
@@ -107,6 +110,20 @@ def index_project(
             # Rows imported meanwhile can make ``done`` pass the first count.
             total = max(total, done)
             progress(done / total, f"{done:,} of {total:,} examples indexed for search")
+
+
+def refresh_statistics() -> None:
+    """``ANALYZE`` the example table, after an import and its indexing changed many rows.
+
+    Until autovacuum gets to it (a minute or more), the planner would go on the statistics of
+    before the import: for a project imported into an empty table it expects a handful of
+    rows and sorts a million for the export's ``ORDER BY id`` instead of walking the primary
+    key. ANALYZE reads a fixed sample (~0.3 s whatever the table's size).
+    """
+    if not _is_postgres(default_connection):
+        return
+    with default_connection.cursor() as cursor:
+        cursor.execute("ANALYZE datasets_example")
 
 
 def search_index_exists(*, connection=default_connection) -> bool:

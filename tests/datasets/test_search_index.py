@@ -241,3 +241,58 @@ def test_the_migration_backfills_existing_rows_and_swaps_the_indexes(project):
     assert "example_text_fts_idx" not in names
     assert not Example.objects.filter(search_vector__isnull=True).exists()
     assert vectors_match_their_text(project)
+
+    migrate("0005_partial_indexes_for_imports")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'datasets_example'"
+        )
+        definitions = dict(cursor.fetchall())
+    assert definitions["example_search_vector_idx"].endswith(
+        "USING gin (search_vector) WHERE (search_vector IS NOT NULL)"
+    )
+    assert definitions["example_gold_labeled_by_idx"].endswith(
+        "WHERE (gold_labeled_by_id IS NOT NULL)"
+    )
+    assert "datasets_example_gold_labeled_by_id_7b8604d9" not in definitions
+    assert "example_search_vector_idx_new" not in definitions
+    migrate("0004_example_search_vector")  # and back: the full indexes again
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'example_search_vector_idx'"
+        )
+        assert cursor.fetchone()[0].endswith("USING gin (search_vector)")
+    assert "example_gold_labeled_by_idx" not in index_names()
+    migrate("0005_partial_indexes_for_imports")
+
+
+@pytest.mark.django_db
+def test_a_search_uses_the_partial_gin_index(project):
+    """The GIN index holds only rows that have a vector; the planner must still prove it
+    usable for ``search_vector @@ query`` (a strict operator implies IS NOT NULL)."""
+    postgres_only()
+    add_examples(project)
+    search_index.index_project(project_id=project.pk)
+    # No other condition, and whole-table reads made costly (a sequential scan, or a walk of
+    # the primary key): a bitmap scan needs an index condition, which only the GIN index has.
+    queryset = selectors._search_filter(Example.objects.all(), "channel", include_unindexed=False)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        plan = queryset.explain()
+    assert "Bitmap Index Scan on example_search_vector_idx" in plan, plan
+    assert set(queryset.values_list("external_id", flat=True)) == {"x0", "x2"}
+
+
+@pytest.mark.django_db
+def test_the_indexing_job_refreshes_the_planner_statistics(project):
+    postgres_only()
+    add_examples(project)
+
+    def analyzed_rows():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'datasets_example'")
+            return cursor.fetchone()[0]
+
+    search_index.refresh_statistics()
+    assert analyzed_rows() == len(TEXTS)
