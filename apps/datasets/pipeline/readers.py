@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from apps.datasets.pipeline.exceptions import Problems
 
 csv.field_size_limit(64 * 1024 * 1024)
@@ -96,20 +98,60 @@ def iter_lines(path: Path, name: str, problems: Problems, counter: ByteCounter):
             yield number, line
 
 
-def read_jsonl(path: Path, name: str, problems: Problems, counter: ByteCounter) -> Iterator[Record]:
-    loads = json.loads
-    for number, line in iter_lines(path, name, problems, counter):
-        if not line.strip():
-            continue
-        try:
-            value = loads(line)
-        except json.JSONDecodeError as exc:
-            problems.add(name, f"malformed JSON: {exc.msg}", line=number, column=exc.colno)
-            continue
-        if not isinstance(value, dict):
-            problems.add(name, "expected a JSON object on each line", line=number)
-            continue
-        yield Record(name, value, line=number)
+def read_jsonl(
+    path: Path, name: str, problems: Problems, counter: ByteCounter, id_key: str = "id"
+) -> Iterator[Record]:
+    """One record per line. Lines are parsed by orjson straight from their bytes (it checks
+    the UTF-8 too; ~4× faster than decoding and ``json.loads``); a line it refuses goes
+    through :func:`_jsonl_value` instead, which says what is wrong exactly as ``json`` does
+    and accepts what ``json`` accepts beyond orjson (NaN, a byte order mark). orjson reads an
+    integer beyond 64 bits as a float: a line whose ``id_key`` came out a float is read again
+    by ``json``, which keeps such an id exact (elsewhere the difference only words an error)."""
+    fast_loads = orjson.loads
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            counter.done += len(raw)
+            try:
+                value = fast_loads(raw)
+            except orjson.JSONDecodeError:
+                value = _NOT_PARSED
+            else:
+                if type(value) is dict and type(value.get(id_key)) is float:
+                    value = _NOT_PARSED
+            if value is _NOT_PARSED:
+                try:
+                    value = _jsonl_value(raw, number, name, problems)
+                except StopReading:
+                    return
+                if value is _SKIP:
+                    continue
+            if type(value) is not dict:
+                problems.add(name, "expected a JSON object on each line", line=number)
+                continue
+            yield Record(name, value, line=number)
+
+
+_NOT_PARSED = object()
+_SKIP = object()  # a blank or malformed line (reported): no record
+
+
+def _jsonl_value(raw: bytes, number: int, name: str, problems: Problems):
+    """The value of a JSONL line orjson refused, or ``_SKIP``; raises :class:`StopReading`
+    at the first byte that is not UTF-8 (reported)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        _encoding_problem(problems, name, raw, exc.start, number)
+        raise StopReading from None
+    if number == 1 and line.startswith("\ufeff"):
+        line = line[1:]
+    if not line.strip():
+        return _SKIP
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        problems.add(name, f"malformed JSON: {exc.msg}", line=number, column=exc.colno)
+        return _SKIP
 
 
 def sniff_delimiter(path: Path) -> str:

@@ -143,9 +143,11 @@ class _ObjectMapper:
         return names
 
     def __call__(self, values: dict) -> tuple[dict, dict]:
+        """``values`` is the reader's own dict: without a column mapping it becomes the
+        fields (its keys are already Frugal's names; the row maker only reads known keys)."""
         columns = self.columns
         get = values.get
-        fields = {key: get(source) for key, source in self.sources}
+        fields = {key: get(source) for key, source in self.sources} if columns else values
         gold_name, label_name = self.base["gold_label"], self.base["label"]
         if "gold_label" not in columns and not any(k in values for k in _LABEL_KEYS):
             # A plain ``label`` is the gold label of a labeled data set.
@@ -164,9 +166,12 @@ class _ObjectMapper:
 
 def _jsonl_source(path, name, options, problems, counter):
     columns = options.columns
-    read = read_json_array if options.format == "json" else read_jsonl
+    if options.format == "json":
+        records = read_json_array(path, name, problems, counter)
+    else:
+        records = read_jsonl(path, name, problems, counter, id_key=columns.get("id", "id"))
     mapper = _ObjectMapper(columns)
-    for record in read(path, name, problems, counter):
+    for record in records:
         fields, names = mapper(record.fields)
         yield record, fields, f"{name}:{record.line}", names
 
@@ -432,6 +437,7 @@ def _run(project, path, files, name, prefix, options, problems, total, progress)
         problems=problems,
         check_existing=project.examples.exists(),
         use_copy=connection.vendor == "postgresql",
+        project_locked=True,  # import_examples holds it FOR UPDATE on PostgreSQL
     )
     try:
         return _write_all(
@@ -534,7 +540,7 @@ def _write_all(
                     continue
                 seen.add(external_id)
             splits[row[1]] += 1
-            writer.add(row, record.file, record.where())
+            writer.add(row, record)
         if progress is not None and not read % 1000 and time.monotonic() >= next_report:
             next_report = time.monotonic() + PROGRESS_EVERY_S
             progress(0.99 * counter.fraction, f"{read:,} rows read, {writer.written:,} written")
