@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils.text import slugify
@@ -142,8 +143,8 @@ def parse_filters(*, project: Project, params) -> ExportFilters:
     )
 
 
-def export_rows(*, project: Project, filters: ExportFilters, split: str | None = None):
-    """Tuples of ROW_FIELDS in id order, fetched a chunk at a time."""
+def _export_queryset(*, project: Project, filters: ExportFilters, split: str | None = None):
+    """``ROW_FIELDS`` of the filtered examples in id order, as a ``values_list`` queryset."""
     queryset = Example.objects.filter(project=project)
     split = split or filters.split
     if split:
@@ -162,8 +163,29 @@ def export_rows(*, project: Project, filters: ExportFilters, split: str | None =
             entities_text=Cast("entities", TextField()), votes_text=Cast("votes", TextField())
         )
         .values_list(*ROW_FIELDS)
-        .iterator(chunk_size=CHUNK_ROWS)
     )
+
+
+def export_rows(*, project: Project, filters: ExportFilters, split: str | None = None):
+    """Tuples of ROW_FIELDS in id order, fetched a chunk at a time."""
+    queryset = _export_queryset(project=project, filters=filters, split=split)
+    return queryset.iterator(chunk_size=CHUNK_ROWS)
+
+
+def export_row_chunks(*, project: Project, filters: ExportFilters, rows: int) -> Iterator[list]:
+    """Lists of up to ``rows`` tuples of ROW_FIELDS in id order, straight from the cursor.
+
+    For the columnar writer, which wants whole chunks anyway: ``fetchmany`` on the
+    queryset's own SQL skips the per-row generator of ``QuerySet.iterator`` (~1 s per million
+    rows). The fields need no conversion from what the database driver returns (texts,
+    integers, floats; the JSON columns are cast to text in SQL).
+    """
+    queryset = _export_queryset(project=project, filters=filters)
+    sql, params = queryset.query.sql_with_params()
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(rows):
+            yield chunk
 
 
 def _json_or_null(text: str | None) -> str:
@@ -342,12 +364,9 @@ def stream_parquet(*, project: Project, filters: ExportFilters) -> Iterator[byte
     # Dictionary-encode only the low-cardinality columns: trying it on texts costs time.
     low_cardinality = ["split", "gold_label_name", "label_name", "source", "version"]
     writer = pq.ParquetWriter(sink, schema, compression="snappy", use_dictionary=low_cardinality)
-    rows = export_rows(project=project, filters=filters)
+    chunks = export_row_chunks(project=project, filters=filters, rows=PARQUET_ROW_GROUP)
     try:
-        while True:
-            chunk = _take(rows, PARQUET_ROW_GROUP)
-            if not chunk:
-                break
+        for chunk in chunks:
             ids, texts, splits, ents, gold, label, conf, source, version, votes = zip(*chunk)
             gold_array = pa.array(gold, pa.int32())
             label_array = pa.array(label, pa.int32())
@@ -372,6 +391,7 @@ def stream_parquet(*, project: Project, filters: ExportFilters) -> Iterator[byte
             del table, chunk
             yield sink.take()
     finally:
+        chunks.close()  # a client that stops reading closes the cursor now
         writer.close()
     yield sink.take()
 
@@ -386,15 +406,6 @@ def _names_for(names, indexes):
     valid = pc.and_(pc.greater_equal(indexes, 0), pc.less(indexes, len(names)))
     safe = pc.if_else(valid, indexes, pa.scalar(None, pa.int32()))
     return pc.take(names, safe)
-
-
-def _take(iterator, n: int) -> list:
-    out = []
-    for item in iterator:
-        out.append(item)
-        if len(out) >= n:
-            break
-    return out
 
 
 def _wrench_record(key: str, text: str, ents, gold, label, votes) -> str:
