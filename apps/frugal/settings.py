@@ -4,12 +4,14 @@ Every deployment knob is an environment variable; the defaults give the embedded
 (SQLite in ``var/``, Redis when one answers on localhost, else Celery's filesystem broker).
 """
 
+import json
 import os
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("FRUGAL_VAR_DIR", BASE_DIR / "var"))
@@ -236,8 +238,12 @@ CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Queue names can be prefixed so several test runs share one Redis without stealing tasks.
 FRUGAL_QUEUE_PREFIX = os.environ.get("FRUGAL_QUEUE_PREFIX", "")
-# Whether a GPU worker consumes the gpu queue; training jobs fall back to cpu otherwise.
+# Whether a GPU worker consumes the gpu queue; kinds that declare "gpu" fall back to cpu otherwise.
 FRUGAL_GPU_WORKERS = env_bool("FRUGAL_GPU_WORKERS", False)
+# Per-deployment overrides of where a job kind runs: JSON {"kind": "cpu" | "gpu"}.
+FRUGAL_JOB_QUEUES = json.loads(os.environ.get("FRUGAL_JOB_QUEUES") or "{}")
+if not isinstance(FRUGAL_JOB_QUEUES, dict):
+    raise ImproperlyConfigured('FRUGAL_JOB_QUEUES must be a JSON object {"kind": "cpu"|"gpu"}.')
 # A running job whose heartbeat is older than this is considered dead.
 FRUGAL_JOB_HEARTBEAT_TIMEOUT_S = int(os.environ.get("FRUGAL_JOB_HEARTBEAT_TIMEOUT_S", "120"))
 # A job whose worker died is re-run until it has been started this many times in all.

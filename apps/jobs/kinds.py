@@ -1,9 +1,12 @@
-"""Job kinds: which queue each kind goes to, and which kinds admins may launch by name.
+"""Job kinds: the resource each kind needs, and which kinds admins may launch by name.
 
-Routing: a kind listed in ``JOB_QUEUES`` (or in ``settings.FRUGAL_JOB_QUEUES``) goes to that
-queue; otherwise kinds named ``train_*`` go to ``gpu``. Work meant for ``gpu`` falls back to
-``cpu`` unless ``settings.FRUGAL_GPU_WORKERS`` says a GPU worker consumes the gpu queue. The
-queue name on the broker is ``settings.FRUGAL_QUEUE_PREFIX`` + the logical name.
+Routing by resource: every kind declares what it needs — ``"gpu"`` for work that a GPU makes far
+faster (a language-model pass, fine-tuning, decomposing an LLM), ``"cpu"`` otherwise — with
+:func:`declare_kind` (or the ``resource`` argument of :func:`register_launchable`). A kind's
+queue is its resource; ``settings.FRUGAL_JOB_QUEUES`` (kind -> queue) overrides it per
+deployment, and an undeclared kind runs on ``cpu``. Work meant for ``gpu`` falls back to ``cpu``
+unless ``settings.FRUGAL_GPU_WORKERS`` says a GPU worker consumes the gpu queue. The queue name on
+the broker is ``settings.FRUGAL_QUEUE_PREFIX`` + the logical name.
 
 Launchable kinds: the generic launch endpoint (``POST /api/v1/projects/<id>/jobs/``) and pages
 accept only kinds registered here, each with a function that validates its parameters. Apps
@@ -18,14 +21,28 @@ from django.core.exceptions import ValidationError
 
 QUEUES = ("cpu", "gpu")
 
-# Explicit kind -> logical queue, for kinds whose name does not say it (train_* needs no entry).
-JOB_QUEUES: dict[str, str] = {}
+RESOURCES = QUEUES
+
+# kind -> the resource it declared (filled by declare_kind / register_launchable at app load).
+JOB_RESOURCES: dict[str, str] = {}
+
+
+def declare_kind(*, kind: str, resource: str) -> None:
+    """Say which resource (``cpu`` or ``gpu``) jobs of ``kind`` need; routing follows it."""
+    if resource not in RESOURCES:
+        raise ValueError(f"Job kind {kind!r} declares unknown resource {resource!r}.")
+    JOB_RESOURCES[kind] = resource
+
+
+def resource_for_kind(kind: str) -> str:
+    """The resource a kind declared (``cpu`` when it declared none)."""
+    return JOB_RESOURCES.get(kind, "cpu")
 
 
 def queue_for_kind(kind: str) -> str:
     """The logical queue (``cpu`` or ``gpu``) a job of this kind runs on."""
-    mapping = {**JOB_QUEUES, **getattr(settings, "FRUGAL_JOB_QUEUES", {})}
-    queue = mapping.get(kind) or ("gpu" if kind.startswith("train_") else "cpu")
+    overrides = getattr(settings, "FRUGAL_JOB_QUEUES", {}) or {}
+    queue = overrides.get(kind) or resource_for_kind(kind)
     if queue not in QUEUES:
         raise ValueError(f"Job kind {kind!r} is mapped to unknown queue {queue!r}.")
     if queue == "gpu" and not settings.FRUGAL_GPU_WORKERS:
@@ -51,9 +68,16 @@ _LAUNCHABLE: dict[str, LaunchableKind] = {}
 
 
 def register_launchable(
-    *, kind: str, label: str, description: str, clean_params: Callable[[dict], dict]
+    *,
+    kind: str,
+    label: str,
+    description: str,
+    clean_params: Callable[[dict], dict],
+    resource: str = "cpu",
 ) -> None:
-    """Let admins launch ``kind`` by name (API and pages); ``clean_params`` validates input."""
+    """Let admins launch ``kind`` by name (API and pages); ``clean_params`` validates input;
+    ``resource`` is what its jobs need (see :func:`declare_kind`)."""
+    declare_kind(kind=kind, resource=resource)
     _LAUNCHABLE[kind] = LaunchableKind(
         kind=kind, label=label, description=description, clean_params=clean_params
     )

@@ -1,7 +1,8 @@
 """The training job kinds, registered as launchable with apps.jobs (see apps/jobs/kinds.py).
 
-``train_*`` kinds go to the ``gpu`` queue when ``settings.FRUGAL_GPU_WORKERS`` (else ``cpu``):
-rounds and finalization train models; warming the cache and refreshing labels run on ``cpu``.
+Each declares the resource it needs: warming the cache runs the language model and the encoder
+over every text (the one GPU-heavy step, so ``gpu`` when a GPU worker exists); a round,
+finalization and refreshing labels fit small heads and label models on cached features (``cpu``).
 """
 
 from django.core.exceptions import ValidationError
@@ -40,6 +41,8 @@ def clean_refresh_params(params: dict) -> dict:
     return {"overwrite_model_labels": value}
 
 
+RESOURCES = {WARM_CACHE: "gpu", RUN_ROUND: "cpu", REFRESH_LABELS: "cpu", FINALIZE: "cpu"}
+
 LAUNCHABLE = {
     WARM_CACHE: (
         "Warm the PRBoost cache",
@@ -71,4 +74,10 @@ def register() -> None:
     from apps.jobs.kinds import register_launchable
 
     for kind, (label, description, clean) in LAUNCHABLE.items():
-        register_launchable(kind=kind, label=label, description=description, clean_params=clean)
+        register_launchable(
+            kind=kind,
+            label=label,
+            description=description,
+            clean_params=clean,
+            resource=RESOURCES[kind],
+        )

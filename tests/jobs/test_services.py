@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from apps.jobs import services
-from apps.jobs.kinds import JOB_QUEUES, clean_selftest_params, queue_for_kind
+from apps.jobs.kinds import JOB_RESOURCES, clean_selftest_params, queue_for_kind
 from apps.jobs.models import Job, JobStatus
 from apps.jobs.services import (
     launch_job,
@@ -50,30 +50,44 @@ def test_launch_creates_a_queued_job_and_enqueues_it_on_commit(
 @pytest.mark.parametrize(
     ("kind", "gpu_workers", "expected"),
     [
-        ("train_weak_learner", True, "gpu"),
-        ("train_weak_learner", False, "cpu"),
+        # The language-model pass is the GPU-heavy step; a round fits small heads on features.
+        ("prboost_warm_cache", True, "gpu"),
+        ("prboost_warm_cache", False, "cpu"),
+        ("train_prboost_round", True, "cpu"),
+        ("train_prboost_finalize", True, "cpu"),
         ("import_dataset", True, "cpu"),
         ("selftest", True, "cpu"),
+        # Undeclared kinds run on cpu whatever their name says.
+        ("train_something_undeclared", True, "cpu"),
     ],
 )
-def test_queue_routing_by_kind(settings, kind, gpu_workers, expected):
+def test_queue_routing_follows_the_declared_resource(settings, kind, gpu_workers, expected):
     settings.FRUGAL_GPU_WORKERS = gpu_workers
     assert queue_for_kind(kind) == expected
 
 
-def test_explicit_queue_mapping_overrides_the_name_rule(settings, monkeypatch):
+def test_deployment_mapping_overrides_the_declared_resource(settings, monkeypatch):
     settings.FRUGAL_GPU_WORKERS = True
-    monkeypatch.setitem(JOB_QUEUES, "lorc_compress", "gpu")
-    settings.FRUGAL_JOB_QUEUES = {"train_tiny_head": "cpu"}
+    monkeypatch.setitem(JOB_RESOURCES, "lorc_compress", "gpu")
+    settings.FRUGAL_JOB_QUEUES = {"prboost_warm_cache": "cpu"}
     assert queue_for_kind("lorc_compress") == "gpu"
-    assert queue_for_kind("train_tiny_head") == "cpu"
+    assert queue_for_kind("prboost_warm_cache") == "cpu"
+
+
+def test_declaring_an_unknown_resource_is_refused():
+    from apps.jobs.kinds import declare_kind
+
+    with pytest.raises(ValueError, match="unknown resource"):
+        declare_kind(kind="x_kind", resource="tpu")
+    assert "x_kind" not in JOB_RESOURCES
 
 
 def test_gpu_job_is_sent_to_the_prefixed_gpu_queue(
-    project, admin_user, sent, settings, django_capture_on_commit_callbacks
+    project, admin_user, sent, settings, django_capture_on_commit_callbacks, monkeypatch
 ):
     settings.FRUGAL_GPU_WORKERS = True
     settings.FRUGAL_QUEUE_PREFIX = "x-"
+    monkeypatch.setitem(JOB_RESOURCES, "train_student", "gpu")
     with django_capture_on_commit_callbacks(execute=True):
         job = launch_job(kind="train_student", project=project, user=admin_user, params={})
     assert job.queue == "gpu"
