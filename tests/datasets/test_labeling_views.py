@@ -238,3 +238,21 @@ def test_detail_page_does_not_overwrite_anothers_label(client, project, annotato
     client.post(url, {"label": "1", "overwrite": "on"})
     example.refresh_from_db()
     assert example.gold_label == 1 and example.gold_labeled_by == admin_user
+
+
+@pytest.mark.django_db
+def test_detail_page_shows_the_current_gold_label_as_the_selected_button(
+    client, project, annotator
+):
+    import re
+
+    example = Example.objects.create(
+        project=project, external_id="g", text="t", split="dev", gold_label=0
+    )
+    client.force_login(annotator)
+    html = client.get(reverse("datasets:example_detail", args=[project.pk, example.pk])).content
+    buttons = re.findall(r'<button type="submit" name="label" value="(\d)"([^>]*)>', html.decode())
+    attrs = dict(buttons)
+    # HAM (the gold label) is the filled, pressed button; SPAM is outlined.
+    assert 'aria-pressed="true"' in attrs["0"] and "secondary" not in attrs["0"]
+    assert 'aria-pressed="false"' in attrs["1"] and 'class="secondary"' in attrs["1"]
