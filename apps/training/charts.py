@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 PALETTE = ("#2563eb", "#dc2626", "#059669", "#9333ea", "#d97706")
+# Series that coincide (test accuracy under macro-F1) stay visible: each has its own dash and
+# marker, so the one drawn on top never hides the other.
+DASHES = ("", "6 4", "2 3", "8 3 2 3", "4 2")
+MARKERS = ("circle", "square", "triangle", "diamond", "circle")
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,12 @@ class Series:
     color: str
     points: list[Point]
     path: str  # SVG polyline points "x,y x,y ..."
+    dash: str = ""  # SVG stroke-dasharray ("" = solid)
+    marker: str = "circle"  # circle | square | triangle | diamond
+    # The first series is drawn wide with filled markers, later ones thin with hollow markers,
+    # so a series drawn over an identical one still lets it show through.
+    width: float = 3.0
+    hollow: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,36 @@ def _fmt(value: float, percent: bool) -> str:
     return f"{value:g}" if value == int(value) else f"{value:.2f}"
 
 
+def _tick_text(value: float, step: float, percent: bool) -> str:
+    """A tick label with as many decimals as the step needs (90%, 92.5%, 0.25)."""
+    scale = 100 if percent else 1
+    decimals = 0
+    while decimals < 6 and abs(round(step * scale, decimals) - step * scale) > 1e-9:
+        decimals += 1
+    text = f"{value * scale:.{decimals}f}"
+    return f"{text}%" if percent else text
+
+
+def nice_ticks(lo: float, hi: float, *, target: int = 4, whole: bool = False) -> list[float]:
+    """Round tick values covering [lo, hi]: steps of 1, 2, 2.5 or 5 times a power of ten
+    (whole numbers only when ``whole``), about ``target`` intervals, first ≤ lo, last ≥ hi."""
+    span = max(hi - lo, 1e-12)
+    raw = span / target
+    power = 10 ** math.floor(math.log10(raw))
+    steps = (1, 2, 5, 10) if whole else (1, 2, 2.5, 5, 10)
+    step = next(m * power for m in steps if m * power >= raw - 1e-12)
+    if whole:
+        step = max(1.0, round(step))
+    first = math.floor(lo / step + 1e-9) * step
+    ticks = []
+    value = first
+    while value < hi - 1e-9 * step:
+        ticks.append(round(value, 12))
+        value += step
+    ticks.append(round(value, 12))
+    return ticks
+
+
 def line_chart(
     title: str,
     rounds: list[int],
@@ -88,6 +130,14 @@ def line_chart(
         lo, hi = lo - (0.05 if percent else 1), hi + (0.05 if percent else 1)
         if y_min is not None:
             lo = max(lo, y_min)
+    ticks = nice_ticks(lo, hi, whole=counts)
+    if percent and y_max is not None and ticks[-1] > y_max >= hi:
+        ticks = [t for t in ticks if t <= y_max + 1e-9]
+        hi = y_max
+    if percent and y_min is not None and ticks[0] < y_min <= lo:
+        ticks = [t for t in ticks if t >= y_min - 1e-9]
+        lo = y_min
+    lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
     x_lo, x_hi = (min(rounds), max(rounds)) if rounds else (0, 1)
     x_span = max(x_hi - x_lo, 1)
 
@@ -107,14 +157,22 @@ def line_chart(
             if v is not None
         ]
         path = " ".join(f"{p.x},{p.y}" for p in points)
-        drawn.append(Series(name, PALETTE[i % len(PALETTE)], points, path))
+        drawn.append(
+            Series(
+                name,
+                PALETTE[i % len(PALETTE)],
+                points,
+                path,
+                dash=DASHES[i % len(DASHES)],
+                marker=MARKERS[i % len(MARKERS)],
+                width=3.0 if i == 0 else 1.6,
+                hollow=i > 0,
+            )
+        )
     step = max(1, (x_span + 9) // 10)
     x_ticks = [Tick(sx(r), str(r)) for r in range(x_lo, x_hi + 1, step)] if rounds else []
-    y_ticks = []
-    for f in (0, 0.5, 1):
-        value = lo + (hi - lo) * f
-        value = round(value) if counts else value
-        y_ticks.append(Tick(sy(value), _fmt(value, percent)))
+    y_step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    y_ticks = [Tick(sy(t), _tick_text(t, y_step, percent)) for t in ticks]
     return LineChart(
         title=title,
         series=drawn,

@@ -180,7 +180,31 @@ def test_line_chart_scales_points_into_the_plot_and_labels_them():
     assert [p.round for p in series.points] == [1, 3]  # no point where the value is missing
     low, high = series.points
     assert low.x == chart.left and high.x == chart.right
-    assert high.y == chart.top and low.y == chart.bottom
+    assert high.y == chart.top and chart.y_ticks[-1].text == "100%"
+    # Ticks run 40%..100% in round steps; 50% sits a sixth of the way up from the bottom.
+    assert chart.y_ticks[0].text == "40%" and chart.y_ticks[0].pos == chart.bottom
+    assert low.y == pytest.approx(chart.bottom - chart.plot_height / 6, abs=0.1)
     assert high.label == "test, round 3: 100.0%"
     counts = line_chart("Rules", [1, 2], [("rules", [0, 0])], y_min=0.0)
     assert [t.text for t in counts.y_ticks] == ["0", "1", "2"]
+
+
+def test_line_chart_ticks_are_round_values_covering_the_data():
+    from apps.training.charts import line_chart
+
+    chart = line_chart("Accuracy", [1, 2, 3], [("test", [0.903, 0.93, 0.952])], percent=True)
+    assert [t.text for t in chart.y_ticks] == ["90%", "92%", "94%", "96%"]
+    # The axis spans exactly the ticks, so the lowest and highest ticks sit on the plot's edges.
+    assert chart.y_ticks[0].pos == chart.bottom and chart.y_ticks[-1].pos == chart.top
+    rules = line_chart("Rules", [1, 2, 3], [("rules", [3, 17, 41])], y_min=0.0)
+    assert [t.text for t in rules.y_ticks] == ["0", "20", "40", "60"]
+
+
+def test_coinciding_series_stay_distinguishable():
+    from apps.training.charts import line_chart
+
+    same = [0.8, 0.85, 0.9]
+    chart = line_chart("Q", [1, 2, 3], [("accuracy", same), ("macro F1", same)], percent=True)
+    first, second = chart.series
+    assert first.path == second.path  # drawn on top of each other...
+    assert (first.dash, first.marker) != (second.dash, second.marker)  # ...yet told apart
