@@ -5,9 +5,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 PALETTE = ("#2563eb", "#dc2626", "#059669", "#9333ea", "#d97706")
 # Series that coincide (test accuracy under macro-F1) stay visible: each has its own dash and
