@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Func, Q, QuerySet
 
 from apps.datasets.models import Example, Split
@@ -341,6 +341,62 @@ def count_matches(queryset: QuerySet, *, cap: int = COUNT_CAP) -> MatchCount:
             return MatchCount(n=estimate, exact=False, estimated=True)
     n, exact = bounded_count(queryset, cap=cap)
     return MatchCount(n=n, exact=exact)
+
+
+# The exact count and a page's number are asked for after the page has been shown (htmx), each
+# within this time budget, so a slow count never holds up a page.
+EXACT_COUNT_TIMEOUT_MS = 3_000
+# Jumping to page N reads N × page size index entries; deeper jumps are refused with a message.
+MAX_PAGE_JUMP_ROWS = 2_000_000
+
+
+def count_within(queryset: QuerySet, *, timeout_ms: int = EXACT_COUNT_TIMEOUT_MS) -> int | None:
+    """Every matching row counted, or None when that takes longer than ``timeout_ms``.
+
+    On PostgreSQL the count runs under ``statement_timeout``; SQLite (one local file, the
+    embedded set-up) counts without a limit.
+    """
+    queryset = queryset.order_by()
+    if not uses_postgres():
+        return queryset.count()
+    try:
+        with _planner_settings(statement_timeout=str(int(timeout_ms))):
+            return queryset.count()
+    except OperationalError:  # cancelled by statement_timeout
+        return None
+
+
+def page_number(
+    queryset: QuerySet, *, first_id: int, size: int = PAGE_SIZE, timeout_ms=EXACT_COUNT_TIMEOUT_MS
+) -> int | None:
+    """The 1-based number of the page whose first row has id ``first_id`` (None: too slow)."""
+    before = count_within(queryset.filter(id__lt=first_id), timeout_ms=timeout_ms)
+    return None if before is None else before // size + 1
+
+
+def numbered_page(
+    queryset: QuerySet, *, number: int, size: int = PAGE_SIZE, timeout_ms=EXACT_COUNT_TIMEOUT_MS
+) -> KeysetPage | None:
+    """Page ``number`` (1-based) by offset, for "go to page N"; None when it takes too long.
+
+    The pages around it are keyset pages again (``next_after`` / ``prev_before``).
+    """
+    offset = (max(1, number) - 1) * size
+    queryset = queryset.order_by("id")
+    try:
+        if uses_postgres():
+            with _planner_settings(statement_timeout=str(int(timeout_ms))):
+                rows = list(queryset[offset : offset + size + 1])
+        else:
+            rows = list(queryset[offset : offset + size + 1])
+    except OperationalError:
+        return None
+    items = rows[:size]
+    return KeysetPage(
+        items=items,
+        next_after=items[-1].id if len(rows) > size else None,
+        prev_before=items[0].id if offset > 0 and items else None,
+    )
 
 
 def bounded_count(queryset: QuerySet, *, cap: int = COUNT_CAP) -> tuple[int, bool]:

@@ -7,6 +7,7 @@ from apps.datasets import views
 app_name = "datasets"
 urlpatterns = [
     path("examples/", views.examples, name="examples"),
+    path("examples/count/", views.examples_count, name="examples_count"),
     path("examples/<int:example_id>/", views.example_detail, name="example_detail"),
     path("label/", views.label, name="label"),
     path("disagreements/", views.disagreements, name="disagreements"),

@@ -38,7 +38,7 @@ def _is_htmx(request) -> bool:
 
 def _int_param(request, name: str) -> int | None:
     value = request.GET.get(name, "")
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def votes_summary(project, votes) -> str:
@@ -75,30 +75,55 @@ def _row(project, example, terms, detail_prefix: str) -> dict:
     }
 
 
+def _page_url(base_url: str, filters_query: str, extra: str = "") -> str:
+    joined = "&".join(part for part in (filters_query, extra) if part)
+    return f"{base_url}?{joined}" if joined else base_url
+
+
 @login_required
 @require_http_methods(["GET", "HEAD"])
 def examples(request, project_id: int):
     project = get_project_for_user(user=request.user, project_id=project_id)
     form = ExampleFilterForm(request.GET, project=project)
-    rows, page, count = [], None, None
+    rows, page, count, notice = [], None, None, None
+    before = None
     filters_query = urlencode(
         [(key, request.GET[key]) for key in FILTER_FIELDS if request.GET.get(key)]
     )
+    base_url = reverse("datasets:examples", args=[project.pk])
+    bounds = selectors.id_bounds(project=project)
     if form.is_valid():
         queryset = selectors.examples_for_project(project=project, **form.selector_kwargs())
-        page = selectors.keyset_page(
-            queryset,
-            after=_int_param(request, "after"),
-            before=_int_param(request, "before"),
-            id_bounds=selectors.id_bounds(project=project)
-            if selectors.uses_text_search(queryset)
-            else None,
-        )
+        after, before = _int_param(request, "after"), _int_param(request, "before")
+        number = _int_param(request, "page")
+        if request.GET.get("page") == "last" and after is None and before is None:
+            total = selectors.count_within(queryset)
+            if total is not None:
+                number = max(1, -(-total // selectors.PAGE_SIZE))
+            else:  # too slow to count: the last rows, backwards from past the highest id
+                before = bounds[1] + 1 if bounds[1] is not None else None
+        if number is not None and after is None and before is None:
+            if number * selectors.PAGE_SIZE > selectors.MAX_PAGE_JUMP_ROWS:
+                notice = "That page is too deep to jump to; narrow the filters instead."
+            else:
+                page = selectors.numbered_page(queryset, number=number)
+                if page is None:
+                    notice = "Finding that page took too long; narrow the filters instead."
+                elif not page.items and number > 1:
+                    notice = f"There is no page {number:,}."
+        if page is None or (not page.items and number and number > 1):
+            page = selectors.keyset_page(
+                queryset,
+                after=after,
+                before=before,
+                id_bounds=bounds if selectors.uses_text_search(queryset) else None,
+            )
         terms = selectors.search_terms(form.cleaned_data.get("search") or "")
-        detail_prefix = reverse("datasets:examples", args=[project.pk])
-        rows = [_row(project, example, terms, detail_prefix) for example in page.items]
+        rows = [_row(project, example, terms, base_url) for example in page.items]
         count = selectors.count_matches(queryset)
-    base_url = reverse("datasets:examples", args=[project.pk])
+    has_prev, has_next = bool(page and page.has_previous), bool(page and page.has_next)
+    if has_next and before is not None and bounds[1] is not None and before > bounds[1]:
+        has_next = False  # the last page, reached backwards from past the highest id
     context = {
         "project": project,
         "form": form,
@@ -106,23 +131,59 @@ def examples(request, project_id: int):
         "rows": rows,
         "page": page,
         "count": count,
+        "notice": notice,
         "base_url": base_url,
         "filters_query": filters_query,
-        "next_url": f"{base_url}?{filters_query}{'&' if filters_query else ''}after="
-        f"{page.next_after}"
-        if page and page.has_next
+        "next_url": _page_url(base_url, filters_query, f"after={page.next_after}")
+        if has_next
         else None,
-        "prev_url": f"{base_url}?{filters_query}{'&' if filters_query else ''}before="
-        f"{page.prev_before}"
-        if page and page.has_previous
+        "prev_url": _page_url(base_url, filters_query, f"before={page.prev_before}")
+        if has_prev
         else None,
-        "first_url": f"{base_url}?{filters_query}" if page and page.has_previous else None,
+        "first_url": _page_url(base_url, filters_query) if has_prev else None,
+        "last_url": _page_url(base_url, filters_query, "page=last") if has_next else None,
+        "count_url": _page_url(
+            reverse("datasets:examples_count", args=[project.pk]),
+            filters_query,
+            f"first={page.items[0].id}" if page and page.items else "",
+        )
+        if count is not None
+        else None,
         "unindexed": selectors.unindexed_for_search(project=project),
     }
     template = "datasets/examples.html" + ("#results" if _is_htmx(request) else "")
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+@login_required
+@require_http_methods(["GET", "HEAD"])
+def examples_count(request, project_id: int):
+    """The exact number of matching examples and the page's number, asked for by the examples
+    page after it is shown (counting a million rows must not hold the page up)."""
+    project = get_project_for_user(user=request.user, project_id=project_id)
+    form = ExampleFilterForm(request.GET, project=project)
+    if not form.is_valid():
+        return render(request, "datasets/_examples_count.html", {"count": None})
+    queryset = selectors.examples_for_project(project=project, **form.selector_kwargs())
+    total = selectors.count_within(queryset)
+    first = _int_param(request, "first")
+    number = selectors.page_number(queryset, first_id=first) if first is not None else None
+    page_count = None if total is None else max(1, -(-total // selectors.PAGE_SIZE))
+    context = {
+        "project": project,
+        "form": form,
+        "count": None if total is None else selectors.MatchCount(n=total, exact=True),
+        "slow": total is None,
+        "page_number": number,
+        "page_count": page_count,
+        "page_number_label": f"{number:,}" if number else "",
+        "page_count_label": f"{page_count:,}" if page_count else "",
+        "base_url": reverse("datasets:examples", args=[project.pk]),
+        "filter_values": [(key, request.GET[key]) for key in FILTER_FIELDS if request.GET.get(key)],
+    }
+    return render(request, "datasets/_examples_count.html", context)
 
 
 @login_required

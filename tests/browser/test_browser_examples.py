@@ -59,3 +59,25 @@ def test_search_filters_results_and_back_restores_the_previous_filter(
     page.go_back()
     page.wait_for_function("document.getElementById('id_search').value === ''")
     page.wait_for_function("document.querySelectorAll('td.example-text').length === 5")
+
+
+def test_the_exact_count_and_page_numbers_arrive_after_the_page(
+    project, annotator, login, screenshot
+):
+    Example.objects.bulk_create(
+        Example(project=project, external_id=f"e{i}", text=f"comment number {i}")
+        for i in range(1_060)
+    )
+    page = login(annotator)
+    page.goto(reverse("datasets:examples", args=[project.pk]))
+    page.wait_for_selector("#result-count:has-text('Page 1 of 22')")
+    assert "1,060 examples" in page.inner_text("#result-count")
+    page.fill("#page-jump-number", "4")
+    page.click("form.page-jump button")
+    page.wait_for_url("**page=4**")
+    page.wait_for_selector("#result-count:has-text('Page 4 of 22')")
+    assert result_texts(page)[0] == "comment number 150"
+    page.click("nav.pagination a:has-text('Last')")
+    page.wait_for_selector("#result-count:has-text('Page 22 of 22')")
+    assert result_texts(page)[-1] == "comment number 1059"
+    screenshot(page, "last-page")

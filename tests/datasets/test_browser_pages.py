@@ -252,6 +252,58 @@ def test_examples_page_links_to_next_page_keeping_filters(client, project, annot
 
 
 @pytest.mark.django_db
+def test_count_fragment_gives_the_exact_count_and_the_page_number(client, project, annotator):
+    Example.objects.bulk_create(
+        Example(project=project, external_id=f"x{i}", text=f"row {i}", split="pool")
+        for i in range(1_120)
+    )
+    client.force_login(annotator)
+    url = reverse("datasets:examples", args=[project.pk])
+    first = client.get(url, {"split": "pool"})
+    # The page itself stays cheap (capped count) and asks for the exact one after loading.
+    assert "More than 1,000 examples" in first.content.decode()
+    count_url = first.context["count_url"]
+    assert 'hx-trigger="load"' in first.content.decode() and "split=pool" in count_url
+    fragment = client.get(count_url).content.decode()
+    assert "1,120 examples match these filters. Page 1 of 23." in fragment
+    third = client.get(url, {"split": "pool", "page": "3"})
+    assert [r["text"] for r in third.context["rows"]][:1] == ["row 100"]
+    fragment = client.get(third.context["count_url"]).content.decode()
+    assert "Page 3 of 23." in fragment
+    assert 'name="split" value="pool"' in fragment  # the jump form keeps the filters
+    last = client.get(first.context["last_url"])
+    assert "page=last" in first.context["last_url"]
+    assert [r["text"] for r in last.context["rows"]][-1] == "row 1119"
+    assert last.context["next_url"] is None and last.context["prev_url"]
+
+
+@pytest.mark.django_db
+def test_jumping_past_the_last_page_says_so_and_shows_the_first(client, project, annotator):
+    Example.objects.bulk_create(
+        Example(project=project, external_id=f"x{i}", text=f"row {i}") for i in range(60)
+    )
+    client.force_login(annotator)
+    url = reverse("datasets:examples", args=[project.pk])
+    response = client.get(url, {"page": "9"})
+    assert "There is no page 9." in response.content.decode()
+    assert response.context["rows"][0]["text"] == "row 0"
+    response = client.get(url, {"page": "100000"})
+    assert "too deep to jump to" in response.content.decode()
+    for odd in ("²", "-1", "x", "1e3"):  # not a page number: the first page, no error
+        assert client.get(url, {"page": odd}).context["rows"][0]["text"] == "row 0"
+
+
+@pytest.mark.django_db
+def test_count_fragment_is_for_members_only(client, project, outsider, annotator):
+    url = reverse("datasets:examples_count", args=[project.pk])
+    assert client.get(url).status_code == 302
+    client.force_login(outsider)
+    assert client.get(url).status_code == 404
+    client.force_login(annotator)
+    assert "0 examples" in client.get(url).content.decode()
+
+
+@pytest.mark.django_db
 def test_invalid_filters_show_a_message_and_no_rows(client, project, annotator, examples):
     client.force_login(annotator)
     url = reverse("datasets:examples", args=[project.pk])
