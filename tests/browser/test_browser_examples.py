@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from apps.datasets.models import Example
+from tests.browser.conftest import SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -81,3 +82,40 @@ def test_the_exact_count_and_page_numbers_arrive_after_the_page(
     page.wait_for_selector("#result-count:has-text('Page 22 of 22')")
     assert result_texts(page)[-1] == "comment number 1059"
     screenshot(page, "last-page")
+
+
+@pytest.mark.parametrize("view_name", ["datasets:examples", "datasets:label", "projects:dashboard"])
+def test_pages_fit_a_phone_screen(browser, live_server, project, annotator, view_name):
+    """At 390 px nothing scrolls sideways, the text column stays readable and "Log out" stays
+    on one line."""
+    for i in range(5):
+        Example.objects.create(
+            project=project,
+            external_id=f"e{i}",
+            text=f"check out my channel, a rather long comment number {i} " * 3,
+            split="dev" if i % 2 else "pool",
+        )
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 390, "height": 844}, device_scale_factor=2
+    )
+    page = context.new_page()
+    page.goto(reverse("accounts:login"))
+    page.fill("input[name=username]", annotator.username)
+    page.fill("input[name=password]", "pw-for-tests-123")
+    page.click("form button[type=submit]")
+    page.wait_for_url("**/projects/**")
+    page.goto(reverse(view_name, args=[project.pk]))
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    wide = page.evaluate(
+        "Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
+    )
+    assert overflow <= 0, f"{view_name} scrolls sideways by {overflow}px at phone width: {wide}"
+    logout = page.locator(".topbar button:has-text('Log out')").bounding_box()
+    assert logout["height"] < 30  # one line
+    shot = SCREENSHOTS / f"phone-{view_name.replace(':', '-')}.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    if view_name == "datasets:examples":
+        width = page.locator("td.example-text").first.bounding_box()["width"]
+        assert width > 250, f"the text column is {width}px wide"
+    context.close()
