@@ -84,6 +84,15 @@ def test_the_exact_count_and_page_numbers_arrive_after_the_page(
     screenshot(page, "last-page")
 
 
+# The first few elements that reach past the right edge, for the failure message.
+WIDER_THAN_THE_SCREEN = """
+Array.from(document.querySelectorAll('body *'))
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+  .slice(0, 8)
+  .map(e => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)
+"""
+
+
 @pytest.mark.parametrize("view_name", ["datasets:examples", "datasets:label", "projects:dashboard"])
 def test_pages_fit_a_phone_screen(browser, live_server, project, annotator, view_name):
     """At 390 px nothing scrolls sideways, the text column stays readable and "Log out" stays
@@ -106,9 +115,7 @@ def test_pages_fit_a_phone_screen(browser, live_server, project, annotator, view
     page.wait_for_url("**/projects/**")
     page.goto(reverse(view_name, args=[project.pk]))
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    wide = page.evaluate(
-        "Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
-    )
+    wide = page.evaluate(WIDER_THAN_THE_SCREEN)
     assert overflow <= 0, f"{view_name} scrolls sideways by {overflow}px at phone width: {wide}"
     logout = page.locator(".topbar button:has-text('Log out')").bounding_box()
     assert logout["height"] < 30  # one line
