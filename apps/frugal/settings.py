@@ -148,6 +148,8 @@ AXES_CLIENT_IP_CALLABLE = "apps.accounts.throttle.client_ip"
 AXES_RESET_ON_SUCCESS = False
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # works without the cache
 AXES_HTTP_RESPONSE_CODE = 429
+AXES_DISABLE_ACCESS_LOG = True  # failures are what is counted; no row per successful login
+AXES_VERBOSE = False
 # The request header that carries the client's address behind a reverse proxy
 # (e.g. HTTP_X_FORWARDED_FOR: the last address is taken, the one the proxy added); empty = the
 # connection's address.
@@ -338,7 +340,7 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "filters": ["one_line_client_errors"]}
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 SESSION_COOKIE_HTTPONLY = True

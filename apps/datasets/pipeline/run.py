@@ -17,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from psycopg.errors import IntegrityError as PsycopgIntegrityError
 
 from apps.datasets import search_index
+from apps.datasets.export import restore_formula
 from apps.datasets.models import Split
 from apps.datasets.pipeline.exceptions import ImportFailed, Problem, Problems, TooManyProblems
 from apps.datasets.pipeline.parsers import FIELDS, LabelMap, RowMaker
@@ -114,6 +115,10 @@ def _csv_source(path, name, options, problems, counter) -> Iterator[tuple[Record
                 return
         values = record.fields
         if export_shape:  # Frugal's own CSV export: every field by its name
+            for key in _NEUTRALIZED_COLUMNS:  # cells the export guarded against formulas
+                value = values.get(key)
+                if value and value[0] == "'":
+                    values[key] = restore_formula(value)
             fields, names = export_mapper(values)
             yield record, fields, f"{name}:{record.row}", names
             continue
@@ -124,6 +129,7 @@ def _csv_source(path, name, options, problems, counter) -> Iterator[tuple[Record
 
 
 _LABEL_KEYS = ("gold_label", "gold_label_name")
+_NEUTRALIZED_COLUMNS = ("id", "text", "gold_label_name", "label_name", "version")
 
 
 class _ObjectMapper:
