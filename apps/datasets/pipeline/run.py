@@ -251,7 +251,7 @@ def _parquet_source(path, name, options, problems, counter):
     renamed = {column: key for key, column in wanted.items()}
     size = path.stat().st_size
     mapper = _ObjectMapper({})
-    for record in read_parquet(parquet, name, sorted(renamed), counter, size):
+    for record in read_parquet(parquet, name, sorted(renamed), counter, size, problems):
         values = {renamed[c]: v for c, v in record.fields.items()}
         fields, names = mapper(values)
         yield (
@@ -310,11 +310,15 @@ def _wrench_labels(folder: Path, prefix: str, project: Project, problems: Proble
     try:
         raw = json.loads(path.read_bytes().decode("utf-8"))
         names = [str(raw[str(i)]) for i in range(len(raw))]
+        if any("\x00" in label for label in names):
+            problems.add(name, "a label name contains a NUL character")
+            return None
     except UnicodeDecodeError:
         problems.add(name, "not valid UTF-8; save the file with UTF-8 encoding")
         return None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        problems.add(name, f'expected {{"0": name, "1": name, ...}} ({exc})')
+    except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        problems.add(name, f'expected {{"0": name, "1": name, ...}} ({reason})')
         return None
     if project.labels and names != list(project.labels):
         problems.add(
@@ -435,6 +439,7 @@ def _run(project, path, files, name, prefix, options, problems, total, progress)
         default_split=options.default_split,
         problems=problems,
         labels_fixed_for_votes=not labels.grow,
+        max_text_chars=settings.FRUGAL_MAX_TEXT_CHARS,
     )
     from apps.datasets.pipeline.writers import ExampleWriter
 
