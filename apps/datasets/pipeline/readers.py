@@ -305,6 +305,7 @@ class _JsonObjectStream:
         self.line_base = 1  # line number of buf[0]
         self.mark = (0, 1)  # (index, line) cache for line_at
         self.raw_tail_lines = 0
+        self.first_chunk = True
 
     def line_at(self, index: int) -> int:
         mark_index, mark_line = self.mark
@@ -331,6 +332,9 @@ class _JsonObjectStream:
             raise StopReading from None
         if not raw:
             self.eof = True
+        if self.first_chunk:
+            text = text.removeprefix("\ufeff")  # a byte order mark before the JSON
+            self.first_chunk = False
         line = self.line_at(self.pos)
         self.buf = self.buf[self.pos :] + text
         self.line_base = line
