@@ -1,4 +1,6 @@
-"""Writes the bad-input corpus next to this file: ``python tests/datasets/bad_inputs/make_corpus.py``.
+"""Writes the bad-input corpus next to this file.
+
+Run ``python tests/datasets/bad_inputs/make_corpus.py``.
 
 One file (or WRENCH folder) per case and format; ``test_bad_inputs.py`` says what each must
 produce. The files are committed; this script documents how they were made.
@@ -76,7 +78,7 @@ def main() -> None:
         '{"0": {"data": {"text": "x"}, "label": 7, "weak_labels": [-1]}}',
         stem="valid",
     )
-    wrench("duplicate_ids", "{%s,\n%s}" % (ok, ok))
+    wrench("duplicate_ids", "{" + ok + ",\n" + ok + "}")
     wrench("empty", "")
     write("oversize.jsonl", jsonl(good * 5))  # the test sets FRUGAL_IMPORT_MAX_BYTES to 100
     # a Parquet file cut in half, and a zip renamed to .parquet
@@ -103,7 +105,8 @@ def main() -> None:
     write("long_text.json", json.dumps([good[0], {"id": "b", "text": long_text}], indent=1))
     parquet("long_text.parquet", pa.table({"text": ["short", long_text]}))
     wrench(
-        "long_text", '{"0": {"data": {"text": "%s"}, "label": 0, "weak_labels": [-1]}}' % long_text
+        "long_text",
+        '{"0": {"data": {"text": "' + long_text + '"}, "label": 0, "weak_labels": [-1]}}',
     )
     # a NUL character in an id
     write("nul_id.csv", "id,text\na,first\nb\x00c,second\n")
@@ -111,12 +114,12 @@ def main() -> None:
     write("nul_id.jsonl", jsonl([good[0], {"id": "b\x00c", "text": "second"}]))
     write("nul_id.json", json.dumps([good[0], {"id": "b\x00c", "text": "second"}], indent=1))
     parquet("nul_id.parquet", pa.table({"id": ["a", "b\x00c"], "text": ["first", "second"]}))
-    wrench("nul_id", '{%s,\n"b\\u0000c": {"data": {"text": "x"}, "label": 0}}' % ok)
+    wrench("nul_id", "{" + ok + ',\n"b\\u0000c": {"data": {"text": "x"}, "label": 0}}')
     # JSON nested 100,000 deep
     write("deep.jsonl", jsonl([good[0]]) + '{"id": "b", "text": "x", "votes": ' + deep + "}\n")
     write("deep.json", '[{"id": "a", "text": "first"},\n' + deep + "]")
     write("deep.csv", f'id,text,gold_label,votes\na,first,,\nb,second,,"{deep}"\n')  # export shape
-    wrench("deep", '{%s,\n"2": %s}' % (ok, deep))
+    wrench("deep", "{" + ok + ',\n"2": ' + deep + "}")
     # mixed line endings: a bare CR ends one line
     write("mixed_endings.csv", b"id,text\r\na,first\r\nb,second\rc,third\nd,fourth\n")
     write("mixed_endings.tsv", b"id\ttext\r\na\tfirst\nb\tsecond\rc\tthird\n")
