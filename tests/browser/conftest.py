@@ -66,9 +66,9 @@ def page(browser, live_server):
     violations: list[str] = []
     page.on(
         "console",
-        lambda message: violations.append(message.text)
-        if "Content Security Policy" in message.text
-        else None,
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
     )
     page.csp_violations = violations  # a test may take out one it expects
     yield page
