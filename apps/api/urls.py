@@ -1,5 +1,6 @@
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from apps.api.docs import RedocView, SchemaView, SwaggerView
 
 # Each app contributes its own endpoints under /api/v1/; this module only assembles them.
 urlpatterns = [
@@ -10,8 +11,8 @@ urlpatterns = [
     path("v1/", include("apps.training.api_urls")),
     path("v1/", include("apps.rules.api_urls")),
     # OpenAPI schema and its docs pages (Swagger UI and Redoc assets served locally by the
-    # drf-spectacular-sidecar app, no CDN).
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # drf-spectacular-sidecar app, no CDN), behind login unless FRUGAL_API_DOCS_PUBLIC.
+    path("schema/", SchemaView.as_view(), name="api-schema"),
+    path("docs/", SwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", RedocView.as_view(url_name="api-schema"), name="api-redoc"),
 ]

@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import math
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -268,22 +269,50 @@ def _chain(first, rest):
     yield from rest
 
 
-def stream_csv(*, project: Project, filters: ExportFilters) -> Iterator[bytes]:
-    labels = list(project.labels)
+# A cell a spreadsheet would run as a formula begins with = + - @, a tab or a carriage return.
+# Cells that begin with quotes and then one of those get one more quote too, so that Frugal's
+# CSV import can take exactly one off again (see restore_formula): the round trip is exact.
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+_NEUTRALIZED = re.compile(r"'+[=+\-@\t\r]")
+
+
+def neutralize_formula(value: str) -> str:
+    """``'`` before a cell a spreadsheet would run as a formula (OWASP's advice against CSV
+    injection): ``=HYPERLINK(...)`` is exported as ``'=HYPERLINK(...)``."""
+    return "'" + value if _FORMULA.match(value) else value
+
+
+def restore_formula(value: str) -> str:
+    """The inverse of :func:`neutralize_formula` (for re-importing Frugal's own CSV export)."""
+    return value[1:] if _NEUTRALIZED.match(value) else value
+
+
+def _keep(value: str) -> str:
+    return value
+
+
+def stream_csv(
+    *, project: Project, filters: ExportFilters, csv_raw: bool = False
+) -> Iterator[bytes]:
+    """CSV rows; text cells that would run as spreadsheet formulas are neutralized unless
+    ``csv_raw`` (programs that want the exact values)."""
+    cell = _keep if csv_raw else neutralize_formula
+    labels = [cell(str(label)) for label in project.labels]
 
     def name(index):
         return labels[index] if index is not None and 0 <= index < len(labels) else ""
 
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # CRLF, as RFC 4180 says: then a carriage return inside a cell is quoted too.
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
     for ext_id, text, split, ents, gold, label, conf, source, version, votes in export_rows(
         project=project, filters=filters
     ):
         writer.writerow(
             (
-                ext_id,
-                text,
+                cell(ext_id),
+                cell(text),
                 split,
                 "" if gold is None else gold,
                 name(gold),
@@ -291,7 +320,7 @@ def stream_csv(*, project: Project, filters: ExportFilters) -> Iterator[bytes]:
                 name(label),
                 "" if conf is None else repr(float(conf)),
                 source,
-                version,
+                cell(version),
                 "" if ents is None or ents == "null" else ents,
                 "" if votes is None or votes == "null" else votes,
             )
@@ -470,8 +499,25 @@ def export_filename(*, project: Project, fmt: str, filters: ExportFilters) -> st
     return f"{base}{'-' + described if described else ''}.{EXTENSIONS[fmt]}"
 
 
-def stream_export(*, project: Project, fmt: str, filters: ExportFilters) -> Iterator[bytes]:
-    """The export as an iterator of byte chunks (ValidationError for an unknown format)."""
+def stream_export(
+    *, project: Project, fmt: str, filters: ExportFilters, csv_raw: bool = False
+) -> Iterator[bytes]:
+    """The export as an iterator of byte chunks (ValidationError for an unknown format).
+
+    CSV cells that a spreadsheet would run as formulas are neutralized unless ``csv_raw``.
+    """
     if fmt not in STREAMS:
         raise ValidationError({"format": f"unknown format '{fmt}'; use {', '.join(STREAMS)}"})
+    if fmt == "csv":
+        return stream_csv(project=project, filters=filters, csv_raw=csv_raw)
     return STREAMS[fmt](project=project, filters=filters)
+
+
+def parse_csv_raw(params) -> bool:
+    """The ``csv_raw`` query parameter: true/1/yes/on turns the formula protection off."""
+    value = (params.get("csv_raw") or "").strip().lower()
+    if value in {"", "0", "false", "no", "off"}:
+        return False
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    raise ValidationError({"csv_raw": f"'{value}' is not true or false"})

@@ -1,7 +1,9 @@
 """``GET /api/v1/projects/<project_id>/export/?format=jsonl|json|csv|parquet|wrench`` (members).
 
 Filters: ``split``, ``label`` and ``gold_label`` (name or index), ``min_confidence``,
-``source`` (gold, rules, model, none). The body is streamed (memory flat in the dataset's size);
+``source`` (gold, rules, model, none). CSV cells beginning with ``= + - @``, a tab or a carriage
+return get a leading ``'`` so that spreadsheets do not run them as formulas; programs that want
+the exact values pass ``csv_raw=true``. The body is streamed (memory flat in the dataset's size);
 see :mod:`apps.datasets.export` for the row shape.
 """
 
@@ -36,6 +38,13 @@ class ExportApi(ProjectScopedMixin, APIView):
             OpenApiParameter("gold_label", str, description="gold label, by name or index"),
             OpenApiParameter("min_confidence", float, description="0 to 1"),
             OpenApiParameter("source", str, enum=["gold", "rules", "model", "none"]),
+            OpenApiParameter(
+                "csv_raw",
+                bool,
+                description="CSV only: keep cells as they are (by default a cell beginning "
+                "with = + - @, a tab or a carriage return gets a leading ' so that "
+                "spreadsheets do not run it as a formula)",
+            ),
         ],
         responses={
             (200, content_type.split(";")[0]): OpenApiResponse(
@@ -49,7 +58,12 @@ class ExportApi(ProjectScopedMixin, APIView):
         fmt = (request.query_params.get("format") or "jsonl").strip().lower()
         try:
             filters = export.parse_filters(project=self.project, params=request.query_params)
-            chunks = export.stream_export(project=self.project, fmt=fmt, filters=filters)
+            chunks = export.stream_export(
+                project=self.project,
+                fmt=fmt,
+                filters=filters,
+                csv_raw=export.parse_csv_raw(request.query_params),
+            )
         except DjangoValidationError as exc:
             detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
             raise ValidationError(detail) from None

@@ -25,7 +25,9 @@ from apps.datasets.pipeline.run import WRENCH_FILES
 from apps.projects.models import Project
 
 IMPORT_JOB_KIND = "import_dataset"
-UPLOAD_SUFFIXES = {".csv", ".tsv", ".tab", ".txt", ".jsonl", ".ndjson", ".parquet", ".pq", ".zip"}
+UPLOAD_SUFFIXES = {
+    *(".csv", ".tsv", ".tab", ".txt", ".jsonl", ".ndjson", ".json", ".parquet", ".pq", ".zip")
+}
 STALE_UPLOAD_S = 24 * 3600
 COLUMN_KEYS = ("text", "label", "id", "split", "entity1", "entity2", "span1", "span2")
 WRENCH_NAMES = {f"{stem}.json" for stem, _ in WRENCH_FILES} | {"label.json"}
@@ -77,7 +79,7 @@ def stage_upload(*, uploaded, fmt: str | None = None) -> tuple[Path, str]:
     if suffix not in UPLOAD_SUFFIXES:
         raise ValidationError(
             f"{original}: unsupported file type '{suffix or '(none)'}'; use .csv, .tsv, "
-            ".jsonl, .parquet, or a .zip of a WRENCH folder"
+            ".jsonl, .json (an array of records), .parquet, or a .zip of a WRENCH folder"
         )
     limit = settings.FRUGAL_IMPORT_MAX_BYTES
     if uploaded.size is not None and uploaded.size > limit:
@@ -154,8 +156,11 @@ def resolve_server_path(raw: str) -> Path:
     if "\x00" in raw:
         raise ValidationError("The path is not valid.")
     roots = import_roots()
-    allowed = ", ".join(str(r) for r in roots)
-    refused = ValidationError(f"{raw}: imports may only read below {allowed}.")
+    # Messages never name the server's folders (job errors are shown to every member); the
+    # import page lists the allowed folders to its admins.
+    allowed = "the allowed import folders (FRUGAL_IMPORT_ROOTS)"
+    shown = raw if not Path(raw).is_absolute() else Path(raw).name
+    refused = ValidationError(f"{shown}: imports may only read below {allowed}.")
     given = Path(raw)
     candidates = [given] if given.is_absolute() else [root / given for root in roots]
     inside = False
@@ -182,7 +187,24 @@ def resolve_server_path(raw: str) -> Path:
         return real
     if not inside:
         raise refused
-    raise ValidationError(f"{raw}: no such file or folder below {allowed}.")
+    raise ValidationError(f"{shown}: no such file or folder below {allowed}.")
+
+
+def relative_to_roots(path: Path) -> str:
+    """``path`` as the import roots see it (``wrench-youtube/train.json``): what job parameters
+    store and members see. The worker resolves it again, below the roots, when the job runs
+    (so a path that has since moved outside them is refused then too). A path that a relative
+    name would not find again (the same name below an earlier root) stays as it is."""
+    for root in import_roots():
+        if path.is_relative_to(root):
+            relative = str(path.relative_to(root)) or "."
+            try:
+                if resolve_server_path(relative) == path:
+                    return relative
+            except ValidationError:
+                pass
+            break
+    return str(path)
 
 
 def _normpath(path: Path) -> str:
@@ -249,7 +271,7 @@ def build_params(
         raise ValidationError("The delimiter must be one of , ; | or a tab.")
     return {
         "source": source,
-        "path": str(path),
+        "path": relative_to_roots(path) if source == "path" else str(path),
         "display_name": display_name or path.name,
         "format": fmt,
         "columns": columns,
@@ -257,6 +279,14 @@ def build_params(
         "default_split": default_split,
         "keep_train_labels": keep_train_labels,
     }
+
+
+def source_path(params: dict) -> Path:
+    """The file or folder an import's parameters name: the staged upload, or the server path
+    resolved below the import roots again (ValidationError when it no longer is)."""
+    if params.get("source") == "upload":
+        return Path(params["path"])
+    return resolve_server_path(params["path"])
 
 
 def start_import(*, project: Project, user, params: dict):
@@ -270,16 +300,20 @@ def import_options(params: dict) -> ImportOptions:
     return ImportOptions.from_params(params)
 
 
-def csv_preview(*, path: Path, fmt: str, delimiter: str | None = None, rows: int = 5) -> dict:
+def csv_preview(
+    *, path: Path, fmt: str, delimiter: str | None = None, rows: int = 5, name: str = ""
+) -> dict:
     """The header, the first rows and the delimiter of a CSV/TSV file, for the column step.
 
-    Raises ValidationError with the file, line and reason when the start is unreadable.
+    Raises ValidationError with the file (``name``: the user's name for it, not the staged
+    one), line and reason when the start is unreadable.
     """
     from apps.datasets.pipeline.exceptions import Problems, TooManyProblems
-    from apps.datasets.pipeline.readers import check_file, read_csv_header
+    from apps.datasets.pipeline.readers import check_file, csv_reason, read_csv_header
 
     problems = Problems()
-    name = path.name
+    name = name or path.name
+    reader = None
     delimiter = delimiter or ("\t" if fmt == "tsv" else sniff_delimiter(path))
     try:
         opened = None
@@ -292,8 +326,12 @@ def csv_preview(*, path: Path, fmt: str, delimiter: str | None = None, rows: int
                 preview.append(values)
                 if len(preview) >= rows:
                     break
-    except (TooManyProblems, csv.Error) as exc:
-        raise ValidationError(str(problems.items[0]) if problems else str(exc)) from None
+    except TooManyProblems:
+        raise ValidationError(str(problems.items[0])) from None
+    except csv.Error as exc:
+        line = getattr(reader, "line_num", None)
+        where = f", line {line}" if line else ""
+        raise ValidationError(f"{name}{where}: {csv_reason(exc)}") from None
     if problems:
         raise ValidationError([str(p) for p in problems.items])
     return {"header": header, "rows": preview, "delimiter": delimiter}
@@ -334,6 +372,7 @@ __all__ = [
     "import_options",
     "remove_staged",
     "resolve_server_path",
+    "source_path",
     "stage_upload",
     "start_import",
 ]

@@ -106,9 +106,10 @@ def _go_to_job(request, job):
 
 def _columns_context(project, token: str, entry: dict, delimiter: str | None = None) -> dict:
     preview = services.csv_preview(
-        path=Path(entry["path"]),
+        path=services.source_path(entry),
         fmt=entry["format"],
         delimiter=delimiter or entry.get("delimiter") or None,
+        name=entry.get("display_name") or "",
     )
     guesses = services.guess_columns(preview["header"])
     roles = [
@@ -240,7 +241,7 @@ def import_columns(request, project_id: int):
             raise ValidationError("Choose the column that holds the text.")
         params = services.build_params(
             source=entry["source"],
-            path=Path(entry["path"]),
+            path=services.source_path(entry),
             fmt=entry["format"],
             columns=columns,
             delimiter=delimiter,

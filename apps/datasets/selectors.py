@@ -13,11 +13,11 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from django.core.cache import cache
 from django.db import OperationalError, connection, transaction
 from django.db.models import Func, Q, QuerySet
 
 from apps.datasets.models import Example, Split
+from apps.frugal import cache as fallible_cache
 
 # Unlabeled, in a gold_label/label filter.
 NONE = "none"
@@ -253,11 +253,11 @@ def estimated_rows(queryset: QuerySet) -> int:
         return cached
     sql, params = queryset.order_by().query.sql_with_params()
     key = "frugal:rows-estimate:" + hashlib.sha256(f"{sql}|{params!r}".encode()).hexdigest()
-    cached = cache.get(key)
+    cached = fallible_cache.get(key)  # speed only: without the cache the planner is asked
     if cached is None:
         plan = json.loads(queryset.order_by().explain(format="json"))
         cached = int(plan[0]["Plan"]["Plan Rows"])
-        cache.set(key, cached, ESTIMATE_CACHE_SECONDS)
+        fallible_cache.set(key, cached, ESTIMATE_CACHE_SECONDS)
     queryset._frugal_estimated_rows = cached
     return cached
 

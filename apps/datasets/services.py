@@ -25,7 +25,6 @@ import random
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Max, Min
@@ -33,6 +32,7 @@ from django.utils import timezone
 
 from apps.datasets.models import Example, Split
 from apps.datasets.selectors import label_candidates
+from apps.frugal import cache as fallible_cache
 from apps.projects.models import Role
 from apps.projects.selectors import role_in_project
 
@@ -268,18 +268,23 @@ def _claim_key(example_id: int) -> str:
 def claim_example(*, example_id: int, user) -> bool:
     """Claim the example for ``user`` for a short while; False when someone else holds it."""
     key = _claim_key(example_id)
-    if cache.add(key, user.pk, timeout=LABEL_CLAIM_SECONDS):
+    added = fallible_cache.add(key, user.pk, timeout=LABEL_CLAIM_SECONDS)
+    if added is None:
+        # No cache (Redis down): labeling goes on without claims. Two people may then see the
+        # same example, and the second answer is refused, never silently written over.
         return True
-    if cache.get(key) == user.pk:
-        cache.touch(key, LABEL_CLAIM_SECONDS)
+    if added:
+        return True
+    if fallible_cache.get(key) == user.pk:
+        fallible_cache.touch(key, LABEL_CLAIM_SECONDS)
         return True
     return False
 
 
 def release_claim(*, example_id: int, user) -> None:
     key = _claim_key(example_id)
-    if cache.get(key) == user.pk:
-        cache.delete(key)
+    if fallible_cache.get(key) == user.pk:
+        fallible_cache.delete(key)
 
 
 def next_example_to_label(

@@ -1,6 +1,6 @@
 """Project-wide middleware."""
 
-from urllib.parse import urlparse
+from urllib.parse import unquote_to_bytes, urlparse
 
 from django.conf import settings
 from django.shortcuts import resolve_url
@@ -24,3 +24,47 @@ class HtmxLoginRedirectMiddleware:
                 response.status_code = 204
                 response["HX-Redirect"] = response["Location"]
         return response
+
+
+NUL_MESSAGE = "The request contains a NUL character (%00), which Frugal never accepts."
+
+
+def bad_request(request, message: str):
+    """A 400 that says why: JSON in the API's error shape under /api/, plain text elsewhere."""
+    from django.http import HttpResponseBadRequest, JsonResponse
+
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"error": {"code": "invalid", "message": message, "details": None}}, status=400
+        )
+    return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
+
+
+class RejectNulMiddleware:
+    """Answer 400 to a request whose path, query string or form fields hold a NUL character.
+
+    No page or endpoint has a use for one, and PostgreSQL refuses it in text (a search for
+    ``?q=%00`` or a form field with a NUL would otherwise end in a 500). Uploaded files are not
+    looked at (binary formats hold NULs); JSON bodies are checked by the API's parser.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        query = unquote_to_bytes(request.META.get("QUERY_STRING", ""))
+        if "\x00" in request.path or b"\x00" in query:
+            return bad_request(request, NUL_MESSAGE)
+        if request.method == "POST" and request.content_type in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            from django.http.multipartparser import MultiPartParserError
+
+            try:
+                fields = request.POST
+            except MultiPartParserError:
+                return bad_request(request, "The form data could not be read.")
+            if any("\x00" in value for values in fields.lists() for value in values[1]):
+                return bad_request(request, NUL_MESSAGE)
+        return self.get_response(request)

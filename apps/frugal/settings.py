@@ -4,6 +4,7 @@ Every deployment knob is an environment variable; the defaults give the embedded
 (SQLite in ``var/``, Redis when one answers on localhost, else Celery's filesystem broker).
 """
 
+import datetime
 import json
 import os
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
+from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -38,7 +40,12 @@ if not SECRET_KEY:
     if not key_file.exists():
         import secrets
 
-        key_file.write_text(secrets.token_urlsafe(50))
+        # Created 0600 from the start (never world-readable, not even for a moment).
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+    elif key_file.stat().st_mode & 0o077:
+        key_file.chmod(0o600)  # an older checkout wrote it 0644
     SECRET_KEY = key_file.read_text().strip()
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
@@ -56,6 +63,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "template_partials",
+    "axes",
+    "csp",
     "apps.accounts",
     "apps.projects",
     "apps.datasets",
@@ -67,6 +76,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "apps.frugal.middleware.RejectNulMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -75,6 +86,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.frugal.middleware.HtmxLoginRedirectMiddleware",
+    # Last, so that it sees the lockout flag the authentication backend sets (django-axes).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "apps.frugal.urls"
@@ -90,6 +103,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
             ],
         },
     }
@@ -114,6 +128,33 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login throttling (django-axes): the login form counts failures per account and per address,
+# API token authentication per address (apps/accounts/throttle.py). Past the limit, logins and
+# token calls from there are refused ("try again in N minutes") until the cool-off has passed.
+AUTHENTICATION_BACKENDS = [
+    "apps.accounts.throttle.ThrottledModelBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("FRUGAL_LOGIN_THROTTLE", True)
+AXES_FAILURE_LIMIT = int(os.environ.get("FRUGAL_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = datetime.timedelta(
+    minutes=float(os.environ.get("FRUGAL_LOGIN_COOLOFF_MINUTES", "15"))
+)
+AXES_LOCKOUT_PARAMETERS = "apps.accounts.throttle.lockout_parameters"
+AXES_LOCKOUT_CALLABLE = "apps.accounts.throttle.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.throttle.client_ip"
+# A success must not wipe an address's failures: an attacker would log into an account of
+# their own between guesses at someone else's.
+AXES_RESET_ON_SUCCESS = False
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # works without the cache
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_DISABLE_ACCESS_LOG = True  # failures are what is counted; no row per successful login
+AXES_VERBOSE = False
+# The request header that carries the client's address behind a reverse proxy
+# (e.g. HTTP_X_FORWARDED_FOR: the last address is taken, the one the proxy added); empty = the
+# connection's address.
+FRUGAL_CLIENT_IP_HEADER = os.environ.get("FRUGAL_CLIENT_IP_HEADER", "")
+
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "projects:list"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -168,6 +209,8 @@ FRUGAL_IMPORT_ROOTS = [
     for p in env_list("FRUGAL_IMPORT_ROOTS", f"{FRUGAL_DATA_DIR},{VAR_DIR / 'imports'}")
 ]
 FRUGAL_IMPORT_MAX_BYTES = int(os.environ.get("FRUGAL_IMPORT_MAX_BYTES", str(2 * 1024**3)))
+# The longest text (in characters) one example may have; longer ones are an import problem.
+FRUGAL_MAX_TEXT_CHARS = int(os.environ.get("FRUGAL_MAX_TEXT_CHARS", "100000"))
 FRUGAL_UPLOAD_DIR = VAR_DIR / "uploads"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
@@ -261,13 +304,25 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "EXCEPTION_HANDLER": "apps.api.exceptions.api_exception_handler",
+    # JSON bodies are refused (400) when nested too deeply or holding NUL characters.
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.api.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+# The OpenAPI schema and its docs pages need a logged-in user (or a token) unless this is set.
+FRUGAL_API_DOCS_PUBLIC = env_bool("FRUGAL_API_DOCS_PUBLIC", False)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Frugal API",
     "DESCRIPTION": "Projects, examples, jobs and labeled-dataset export.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_PERMISSIONS": [
+        "rest_framework.permissions.AllowAny"
+        if FRUGAL_API_DOCS_PUBLIC
+        else "rest_framework.permissions.IsAuthenticated"
+    ],
     # The docs page's Swagger UI and Redoc assets come from drf-spectacular-sidecar (no CDN).
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -279,9 +334,13 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # A refused request (403, 400) is one warning line, not a traceback.
+    "filters": {"one_line_client_errors": {"()": "apps.frugal.logs.OneLineClientErrors"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["one_line_client_errors"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 SESSION_COOKIE_HTTPONLY = True
@@ -291,3 +350,23 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 if not DEBUG and env_bool("FRUGAL_HTTPS", False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# Content-Security-Policy (django-csp): scripts and styles from this site only; the few inline
+# scripts carry the per-request nonce ({{ request.csp_nonce }}). Style attributes (progress bar
+# widths, chart colours) are allowed; no plugins, no framing, forms post only here.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'", NONCE],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -61,6 +61,13 @@ def launch_job(*, kind: str, project, user, params: dict | None = None) -> Job:
     job.save()
     job_id = job.pk
     transaction.on_commit(lambda: enqueue_job(job_id=job_id))
+    # [hardening, issue 13] Outside a transaction the message was sent just now: when the
+    # broker did not answer, the caller gets the job as it is ("Could not be queued."), not
+    # a "queued" job that will never run.
+    if connection.get_autocommit():
+        failed = Job.objects.filter(pk=job_id, status=JobStatus.FAILED).first()
+        if failed is not None:
+            job = failed
     return job
 
 
@@ -91,7 +98,13 @@ def enqueue_job(*, job_id: int) -> None:
         )
     except Exception as exc:  # noqa: BLE001 - the broker's errors vary by transport
         logger.exception("job %s: could not enqueue", job.pk)
-        _fail(job, f"Could not reach the job queue at {broker_display()}: {exc}")
+        # [hardening, issue 13] Say that it never got queued, not just "Failed.".
+        _fail(
+            job,
+            f"Could not reach the job queue at {broker_display()}: {exc}. The job was not "
+            "queued; launch it again when the queue answers.",
+            message="Could not be queued.",
+        )
 
 
 def broker_display() -> str:
@@ -106,9 +119,9 @@ def broker_display() -> str:
     return url
 
 
-def _fail(job: Job, error: str) -> None:
+def _fail(job: Job, error: str, message: str = "Failed.") -> None:
     Job.objects.filter(pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
-        status=JobStatus.FAILED, error=error[:4000], message="Failed.", finished_at=timezone.now()
+        status=JobStatus.FAILED, error=error[:4000], message=message, finished_at=timezone.now()
     )
 
 

@@ -5,6 +5,7 @@ import json
 from django import forms
 from django.core.exceptions import ValidationError
 
+from apps.frugal import safe_json
 from apps.training.prboost_settings import LIMITS, PROPOSER_LABELS, PROPOSERS
 
 
@@ -68,7 +69,7 @@ class PRBoostSettingsForm(forms.Form):
         if not raw:
             return None
         try:
-            value = json.loads(raw)
+            value = safe_json.loads(raw)  # no deep nesting, no NUL (PostgreSQL refuses it)
         except json.JSONDecodeError as exc:
             raise ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}).") from None
         if not isinstance(value, list):

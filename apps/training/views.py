@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.frugal import safe_json
 from apps.jobs.models import FINISHED_STATUSES
 from apps.jobs.services import mark_stale_jobs_soon, request_cancel
 from apps.projects.models import Role
@@ -180,7 +181,7 @@ def _previews(project, raw: str) -> list[dict]:
         templates = default_templates(task_type=project.task_type, proposer=prb["proposer"])
     else:
         try:
-            templates = json.loads(raw)
+            templates = safe_json.loads(raw)
         except json.JSONDecodeError as exc:
             return [{"id": "", "prompt": "", "error": f"Not valid JSON: {exc.msg}."}]
         if not isinstance(templates, list):

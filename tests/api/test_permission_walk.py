@@ -95,6 +95,11 @@ def model_for_argument(route: str, name: str):
 @pytest.fixture
 def world(make_user):
     """A project with one of everything, an outsider with a token, and a DB snapshot."""
+    return build_world(make_user)
+
+
+def build_world(make_user) -> dict:
+    """The ``world`` fixture's objects (other walks build on it)."""
     owner = make_user("owner-walk")
     project = Project.objects.create(
         name=f"{SECRET} project", labels=["HAM", "SPAM"], created_by=owner

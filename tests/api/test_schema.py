@@ -13,6 +13,13 @@ def test_openapi_schema_generates_without_warnings(tmp_path):
     assert "/api/v1/projects/{project_id}/" in text
 
 
+@pytest.fixture
+def client(client, django_user_model):
+    """The schema and docs are behind login by default (FRUGAL_API_DOCS_PUBLIC opens them)."""
+    client.force_login(django_user_model.objects.create_user("reader"))
+    return client
+
+
 @pytest.mark.django_db
 def test_schema_endpoint_serves_openapi(client):
     response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")

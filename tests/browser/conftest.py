@@ -61,8 +61,19 @@ def page(browser, live_server):
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(10_000)
     page = context.new_page()
+    # Anything the Content-Security-Policy blocks (an inline script without the nonce, an
+    # onclick attribute, eval) is reported on the console: a browser test fails on it.
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    page.csp_violations = violations  # a test may take out one it expects
     yield page
     context.close()
+    assert not violations, "blocked by the Content-Security-Policy:\n" + "\n".join(violations)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def test_search_filters_results_and_back_restores_the_previous_filter(
 
     page.fill("#id_search", "guitar")
     page.wait_for_url("**search=guitar**")
-    page.wait_for_function("document.querySelectorAll('td.example-text').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('td.example-text').length === 2")
     assert all("guitar" in text for text in result_texts(page))
     # Highlighted, and the user's markup shows as text.
     assert page.locator("td.example-text mark").first.inner_text().lower() == "guitar"
@@ -42,24 +42,24 @@ def test_search_filters_results_and_back_restores_the_previous_filter(
     page.fill("#id_search", "drum")
     page.wait_for_url("**search=drum**")
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('td.example-text'))"
+        "() => Array.from(document.querySelectorAll('td.example-text'))"
         ".every(td => td.textContent.includes('drum'))"
     )
     assert len(result_texts(page)) == 2
 
     page.go_back()
     page.wait_for_url("**search=guitar**")
-    page.wait_for_function("document.getElementById('id_search').value === 'guitar'")
+    page.wait_for_function("() => document.getElementById('id_search').value === 'guitar'")
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('td.example-text'))"
+        "() => Array.from(document.querySelectorAll('td.example-text'))"
         ".every(td => td.textContent.includes('guitar'))"
     )
     assert len(result_texts(page)) == 2
     screenshot(page, "back-to-guitar")
 
     page.go_back()
-    page.wait_for_function("document.getElementById('id_search').value === ''")
-    page.wait_for_function("document.querySelectorAll('td.example-text').length === 5")
+    page.wait_for_function("() => document.getElementById('id_search').value === ''")
+    page.wait_for_function("() => document.querySelectorAll('td.example-text').length === 5")
 
 
 def test_the_exact_count_and_page_numbers_arrive_after_the_page(

@@ -256,3 +256,54 @@ def test_export_round_trip_through_every_format(admin_client, project, data_dir,
         assert plain(copy) == plain(source)
     else:
         assert _snapshot(copy) == _snapshot(source)
+
+
+FORMULAS = ['=HYPERLINK("http://evil","x")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)"]
+
+
+@pytest.fixture
+def formulas(project):
+    for n, text in enumerate([*FORMULAS, "\tTAB", "\rCR", "'=already quoted", "plain -2"]):
+        Example.objects.create(project=project, external_id=f"=id{n}", text=text, split="pool")
+    project.labels = ["=HAM", "SPAM"]
+    project.save()
+    Example.objects.filter(project=project).update(label=0)
+    return project
+
+
+def _csv_rows(response) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(body(response).decode(), newline="")))
+
+
+def test_csv_export_neutralizes_spreadsheet_formulas(admin_client, formulas):
+    rows = _csv_rows(admin_client.get(url(formulas, format="csv")))
+    texts = {row["text"] for row in rows}
+    for formula in FORMULAS:
+        assert "'" + formula in texts
+    assert {"'\tTAB", "'\rCR", "''=already quoted", "plain -2"} <= texts
+    assert all(row["id"].startswith("'=id") for row in rows)
+    assert {row["label_name"] for row in rows} == {"'=HAM"}
+
+
+def test_csv_export_for_programs_keeps_cells_exact(admin_client, formulas):
+    rows = _csv_rows(admin_client.get(url(formulas, format="csv", csv_raw="true")))
+    assert set(FORMULAS) <= {row["text"] for row in rows}
+    assert {row["label_name"] for row in rows} == {"=HAM"}
+    bad = admin_client.get(url(formulas, format="csv", csv_raw="maybe"))
+    assert bad.status_code == 400 and "csv_raw" in str(bad.json())
+
+
+def test_export_page_offers_the_raw_csv_option(admin_client, project):
+    page = admin_client.get(f"/projects/{project.pk}/")
+    assert b'name="csv_raw"' in page.content
+
+
+def test_neutralized_csv_export_round_trips_exactly(admin_client, formulas, tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_bytes(body(admin_client.get(url(formulas, format="csv"))))
+    copy = Project.objects.create(name="Copy", labels=[])
+    import_examples(project=copy, path=path, options=ImportOptions("csv"))
+    original = sorted(Example.objects.filter(project=formulas).values_list("external_id", "text"))
+    copied = sorted(Example.objects.filter(project=copy).values_list("external_id", "text"))
+    assert copied == original
+    assert Project.objects.get(pk=copy.pk).labels == ["=HAM"]  # the labels the rows use

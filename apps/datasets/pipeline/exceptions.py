@@ -71,6 +71,8 @@ class Problems:
         self.truncated = False
 
     def add(self, file: str, reason: str, **where) -> None:
+        # Messages quote values; a NUL in one would make the job's error unstorable.
+        reason, file = reason.replace("\x00", "\\x00"), file.replace("\x00", "\\x00")
         self.items.append(Problem(file=file, reason=reason, **where))
         if len(self.items) >= self.limit:
             self.truncated = True

@@ -109,6 +109,8 @@ class LabelMap:
             name = value.strip()
             if not name or name == "-1":
                 return None
+            if "\x00" in name:
+                raise BadValue("the label contains a NUL character")
             found = self.by_name.get(name)
             if found is None:
                 found = self.by_lower.get(name.lower())
@@ -133,6 +135,8 @@ def _json_value(value, column: str):
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise BadValue(f"not valid JSON ({exc.msg})", column) from None
+        except RecursionError:
+            raise BadValue("not valid JSON (nested too deeply)", column) from None
     return value
 
 
@@ -166,12 +170,14 @@ class RowMaker:
         default_split: str,
         problems: Problems,
         labels_fixed_for_votes: bool,
+        max_text_chars: int | None = None,
     ):
         self.labels = labels
         self.relation = task_type == TaskType.RELATION_EXTRACTION
         self.default_split = default_split
         self.problems = problems
         self.check_vote_range = labels_fixed_for_votes
+        self.max_text_chars = max_text_chars or None
 
     def make(self, record: Record, fields: dict, fallback_id: str, names: dict | None = None):
         """The row, or ``None``; ``names`` maps field names to the file's own column names."""
@@ -200,6 +206,12 @@ class RowMaker:
             raise BadValue("the text is empty", "text")
         if "\x00" in text:
             raise BadValue("the text contains a NUL character", "text")
+        if self.max_text_chars is not None and len(text) > self.max_text_chars:
+            raise BadValue(
+                f"the text has {len(text):,} characters, over the limit of "
+                f"{self.max_text_chars:,} (FRUGAL_MAX_TEXT_CHARS)",
+                "text",
+            )
 
         raw_id = get("id")
         if type(raw_id) is str:
@@ -212,6 +224,8 @@ class RowMaker:
             raise BadValue(f"an id must be a string or an integer, not {raw_id!r}", "id")
         if len(external_id) > MAX_ID_LENGTH:
             raise BadValue(f"the id is longer than {MAX_ID_LENGTH} characters", "id")
+        if "\x00" in external_id:
+            raise BadValue("the id contains a NUL character", "id")
 
         split_value = get("split")
         split = SPLIT_ALIASES.get(split_value) if type(split_value) is str else None
@@ -247,6 +261,8 @@ class RowMaker:
             raise BadValue(f"unknown label source '{source}' (gold, rules or model)", "source")
         version = get("version")
         version = str(version)[:64] if version else ""
+        if "\x00" in version:
+            raise BadValue("the version contains a NUL character", "version")
 
         entities = self._entities(text, f)
         if self.relation and entities is None:
@@ -358,6 +374,8 @@ class RowMaker:
         limit = len(self.labels.labels) if self.check_vote_range else None
         for key, values in votes.items():
             column = "weak_labels" if key == "external" and weak is not None else "votes"
+            if isinstance(key, str) and "\x00" in key:
+                raise BadValue("a vote source name contains a NUL character", column)
             if not isinstance(values, list) or (
                 values and (set(map(type, values)) != {int} or min(values) < -1)
             ):

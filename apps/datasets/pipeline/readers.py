@@ -24,6 +24,21 @@ JSON_CHUNK_BYTES = 1 << 20
 MAX_JSON_VALUE_CHARS = 64 * 1024 * 1024
 
 
+TOO_DEEP = "malformed JSON: nested too deeply"
+MIXED_LINE_ENDINGS = (
+    "a carriage return (CR) inside an unquoted field: the file mixes line endings "
+    "(CR, LF, CR LF); save it with one kind of line ending, or quote fields that hold one"
+)
+
+
+def csv_reason(exc: Exception) -> str:
+    """What a ``csv.Error`` means, in words (Python's own message names no file or line)."""
+    text = str(exc)
+    if "new-line character seen in unquoted field" in text:
+        return MIXED_LINE_ENDINGS
+    return f"malformed CSV: {text}"
+
+
 class StopReading(Exception):
     """Internal: the current file cannot be read further (its problem is already recorded)."""
 
@@ -152,6 +167,9 @@ def _jsonl_value(raw: bytes, number: int, name: str, problems: Problems):
     except json.JSONDecodeError as exc:
         problems.add(name, f"malformed JSON: {exc.msg}", line=number, column=exc.colno)
         return _SKIP
+    except RecursionError:
+        problems.add(name, TOO_DEEP, line=number)
+        return _SKIP
 
 
 def sniff_delimiter(path: Path) -> str:
@@ -180,7 +198,7 @@ def read_csv_header(
             problems.add(name, "the file is empty")
         return None
     except csv.Error as exc:
-        problems.add(name, f"malformed CSV: {exc}", line=reader.line_num)
+        problems.add(name, csv_reason(exc), line=reader.line_num)
         return None
     header = [h.strip() for h in header]
     if not any(header):
@@ -206,7 +224,7 @@ def read_csv(
         except StopIteration:
             return
         except csv.Error as exc:
-            problems.add(name, f"malformed CSV: {exc}", line=reader.line_num)
+            problems.add(name, csv_reason(exc), line=reader.line_num)
             return
         row += 1
         start, line = line, reader.line_num + 1
@@ -231,18 +249,37 @@ def open_parquet(path: Path, name: str, problems: Problems):
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
-        problems.add(name, f"not a readable Parquet file ({exc})")
+        reason = str(exc).replace(str(path), name)  # never the server's path
+        problems.add(name, f"not a readable Parquet file ({reason})")
         return None
 
 
 def read_parquet(
-    parquet_file, name: str, columns: list[str], counter: ByteCounter, file_bytes: int
+    parquet_file,
+    name: str,
+    columns: list[str],
+    counter: ByteCounter,
+    file_bytes: int,
+    problems: Problems | None = None,
 ) -> Iterator[Record]:
-    """Records of a Parquet file, read one batch at a time (rows are 1-based)."""
+    """Records of a Parquet file, read one batch at a time (rows are 1-based); a damaged
+    file (truncated, corrupt pages) is a problem at the row where reading stopped."""
+    import pyarrow as pa
+
     total = max(parquet_file.metadata.num_rows, 1)
     start = counter.done
     row = 0
-    for batch in parquet_file.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
+    batches = parquet_file.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as exc:
+            if problems is None:
+                raise
+            problems.add(name, f"the Parquet file is damaged ({exc})", row=row + 1)
+            return
         for fields in batch.to_pylist():
             row += 1
             yield Record(name, fields, row=row)
@@ -268,6 +305,7 @@ class _JsonObjectStream:
         self.line_base = 1  # line number of buf[0]
         self.mark = (0, 1)  # (index, line) cache for line_at
         self.raw_tail_lines = 0
+        self.first_chunk = True
 
     def line_at(self, index: int) -> int:
         mark_index, mark_line = self.mark
@@ -294,6 +332,9 @@ class _JsonObjectStream:
             raise StopReading from None
         if not raw:
             self.eof = True
+        if self.first_chunk:
+            text = text.removeprefix("\ufeff")  # a byte order mark before the JSON
+            self.first_chunk = False
         line = self.line_at(self.pos)
         self.buf = self.buf[self.pos :] + text
         self.line_base = line
@@ -324,6 +365,8 @@ class _JsonObjectStream:
         while True:
             try:
                 value, end = self.decoder.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                self.fail(TOO_DEEP)
             except json.JSONDecodeError as exc:
                 if not self.eof and len(self.buf) - self.pos < MAX_JSON_VALUE_CHARS:
                     self.fill()

@@ -17,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from psycopg.errors import IntegrityError as PsycopgIntegrityError
 
 from apps.datasets import search_index
+from apps.datasets.export import restore_formula
 from apps.datasets.models import Split
 from apps.datasets.pipeline.exceptions import ImportFailed, Problem, Problems, TooManyProblems
 from apps.datasets.pipeline.parsers import FIELDS, LabelMap, RowMaker
@@ -114,6 +115,10 @@ def _csv_source(path, name, options, problems, counter) -> Iterator[tuple[Record
                 return
         values = record.fields
         if export_shape:  # Frugal's own CSV export: every field by its name
+            for key in _NEUTRALIZED_COLUMNS:  # cells the export guarded against formulas
+                value = values.get(key)
+                if value and value[0] == "'":
+                    values[key] = restore_formula(value)
             fields, names = export_mapper(values)
             yield record, fields, f"{name}:{record.row}", names
             continue
@@ -124,6 +129,7 @@ def _csv_source(path, name, options, problems, counter) -> Iterator[tuple[Record
 
 
 _LABEL_KEYS = ("gold_label", "gold_label_name")
+_NEUTRALIZED_COLUMNS = ("id", "text", "gold_label_name", "label_name", "version")
 
 
 class _ObjectMapper:
@@ -245,7 +251,7 @@ def _parquet_source(path, name, options, problems, counter):
     renamed = {column: key for key, column in wanted.items()}
     size = path.stat().st_size
     mapper = _ObjectMapper({})
-    for record in read_parquet(parquet, name, sorted(renamed), counter, size):
+    for record in read_parquet(parquet, name, sorted(renamed), counter, size, problems):
         values = {renamed[c]: v for c, v in record.fields.items()}
         fields, names = mapper(values)
         yield (
@@ -304,11 +310,15 @@ def _wrench_labels(folder: Path, prefix: str, project: Project, problems: Proble
     try:
         raw = json.loads(path.read_bytes().decode("utf-8"))
         names = [str(raw[str(i)]) for i in range(len(raw))]
+        if any("\x00" in label for label in names):
+            problems.add(name, "a label name contains a NUL character")
+            return None
     except UnicodeDecodeError:
         problems.add(name, "not valid UTF-8; save the file with UTF-8 encoding")
         return None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        problems.add(name, f'expected {{"0": name, "1": name, ...}} ({exc})')
+    except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        problems.add(name, f'expected {{"0": name, "1": name, ...}} ({reason})')
         return None
     if project.labels and names != list(project.labels):
         problems.add(
@@ -429,6 +439,7 @@ def _run(project, path, files, name, prefix, options, problems, total, progress)
         default_split=options.default_split,
         problems=problems,
         labels_fixed_for_votes=not labels.grow,
+        max_text_chars=settings.FRUGAL_MAX_TEXT_CHARS,
     )
     from apps.datasets.pipeline.writers import ExampleWriter
 

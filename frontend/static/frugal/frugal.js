@@ -10,3 +10,10 @@ document.addEventListener("htmx:responseError", function (event) {
   box.textContent = "The server could not complete that (" + event.detail.xhr.status + "). Reload and try again.";
   setTimeout(function () { box.remove(); }, 6000);
 });
+
+// Forms that ask before they do something irreversible: <form data-confirm="Delete this?">.
+// (An onsubmit attribute would be inline script, which the Content-Security-Policy refuses.)
+document.addEventListener("submit", function (event) {
+  var message = event.target.getAttribute && event.target.getAttribute("data-confirm");
+  if (message && !window.confirm(message)) event.preventDefault();
+}, true);
