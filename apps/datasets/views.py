@@ -145,8 +145,6 @@ def example_detail(request, project_id: int, example_id: int):
             if isinstance(v, int) and v >= 0
         ]
         vote_sets.append({"name": name, "voted": voted, "abstained": len(values) - len(voted)})
-    rules = selectors.rules_for_example(project=project, example=example)
-    fired = [rule for rule in rules if rule.fired]
     context = {
         "project": project,
         "example": example,
@@ -157,9 +155,6 @@ def example_detail(request, project_id: int, example_id: int):
         else None,
         "label": services.label_name(project, example.label) if example.label is not None else None,
         "vote_sets": vote_sets,
-        "fired_rules": fired,
-        "quiet_rules": [rule for rule in rules if rule.fired is False],
-        "unevaluated_rules": [rule for rule in rules if rule.fired is None],
         "back_url": reverse("datasets:examples", args=[project.pk]),
         "labels": list(enumerate(project.labels or [])),
         "is_admin": project.user_role == "admin",
