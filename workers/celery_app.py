@@ -15,7 +15,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apps.frugal.settings")
 logger = logging.getLogger("frugal.jobs")
 
 # Each area keeps its thin tasks in its own module; the list is the whole set.
-TASK_MODULES = ["workers.tasks", "workers.dataset_tasks", "workers.prboost_tasks"]
+TASK_MODULES = [
+    "workers.tasks",
+    "workers.dataset_tasks",
+    "workers.prboost_tasks",
+    "workers.maintenance_tasks",
+]
 
 
 class FrugalTask(Task):
@@ -33,7 +38,7 @@ class FrugalTask(Task):
         job_id = _job_id_from_args(args, kwargs)
         if job_id is None:
             return
-        from workers.base import fail_job, user_error
+        from apps.jobs.runner import fail_job, user_error
 
         try:
             fail_job(job_id, f"The task could not run the job: {user_error(exc)}")
@@ -44,6 +49,8 @@ class FrugalTask(Task):
 app = Celery("frugal", include=TASK_MODULES, task_cls=FrugalTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.broker_connection_retry_on_startup = True
+# apps.jobs sends task messages through ``celery.current_app``: in every thread, this app.
+app.set_default()
 
 
 def _job_id_from_args(args, kwargs) -> int | None:
@@ -65,6 +72,28 @@ def _recover_jobs_on_worker_start(sender=None, **kwargs):
         mark_stale_jobs()
     except Exception:  # noqa: BLE001 - never keep a worker from starting
         logger.exception("could not check for stale jobs at worker start")
+    _start_maintenance()
+
+
+_maintenance = None
+
+
+def _start_maintenance() -> None:
+    """The periodic repair pass (workers/maintenance_tasks.py), in this main process."""
+    global _maintenance
+    from workers.maintenance_tasks import MaintenanceTimer
+
+    if _maintenance is None:
+        _maintenance = MaintenanceTimer()
+        _maintenance.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_maintenance(sender=None, **kwargs):
+    global _maintenance
+    if _maintenance is not None:
+        _maintenance.stop()
+        _maintenance = None
 
 
 @signals.task_failure.connect
@@ -78,7 +107,7 @@ def _fail_job_when_pool_process_died(sender=None, task_id=None, exception=None, 
     job_id = _job_id_from_args(kwargs.get("args"), kwargs.get("kwargs"))
     if job_id is None:
         return
-    from workers.base import fail_job
+    from apps.jobs.runner import fail_job
 
     fail_job(
         job_id,

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.jobs.kinds import launchable_kinds
 from apps.jobs.models import FINISHED_STATUSES, Job, JobStatus
 from apps.jobs.selectors import can_manage_job, get_job_for_user, jobs_for_user
-from apps.jobs.services import launch_job, mark_stale_jobs_soon, request_cancel
+from apps.jobs.services import launch_job, request_cancel
 from apps.projects.models import Role
 from apps.projects.selectors import get_project_for_user, projects_for_user
 
@@ -39,7 +39,6 @@ class JobFilterForm(forms.Form):
 @login_required
 @require_GET
 def job_list(request):
-    mark_stale_jobs_soon()
     form = JobFilterForm(request.GET or None, user=request.user)
     jobs = jobs_for_user(user=request.user)
     if form.is_valid():
@@ -79,7 +78,6 @@ def _status_context(request, job: Job) -> dict:
 @login_required
 @require_GET
 def job_detail(request, job_id: int):
-    mark_stale_jobs_soon()
     job = get_job_for_user(user=request.user, job_id=job_id)
     return render(request, "jobs/detail.html", _status_context(request, job))
 
@@ -88,7 +86,6 @@ def job_detail(request, job_id: int):
 @require_GET
 def job_status(request, job_id: int):
     """The swappable status region of a job's page; it polls itself while the job runs."""
-    mark_stale_jobs_soon()
     job = get_job_for_user(user=request.user, job_id=job_id)
     return render(request, "jobs/_job_status.html", _status_context(request, job))
 
@@ -122,7 +119,6 @@ def job_cancel(request, job_id: int):
 @login_required
 def project_jobs(request, project_id: int):
     """Recent jobs of one project with live progress bars; a fragment for the dashboard."""
-    mark_stale_jobs_soon()
     project = get_project_for_user(user=request.user, project_id=project_id)
     jobs = list(jobs_for_user(user=request.user).filter(project=project)[:PROJECT_FRAGMENT_SIZE])
     context = {

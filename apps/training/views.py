@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.jobs.models import FINISHED_STATUSES
-from apps.jobs.services import mark_stale_jobs_soon, request_cancel
+from apps.jobs.services import request_cancel
 from apps.projects.models import Role
 from apps.projects.selectors import get_project_for_user
 from apps.training import kinds, selectors, services
@@ -35,8 +35,6 @@ def _is_htmx(request) -> bool:
 
 
 def _dashboard_context(request, project, *, action_error: str | None = None) -> dict:
-    mark_stale_jobs_soon()
-    services.reconcile_rounds(project=project)
     live = selectors.live_rounds_of(project=project)
     jobs = selectors.training_jobs(project=project)
     active = next((j for j in jobs if j.status not in FINISHED_STATUSES), None)
