@@ -94,9 +94,9 @@ def enqueue_job(*, job_id: int) -> None:
         _fail(job, f"Could not reach the job queue at {broker_display()}: {exc}")
 
 
-def broker_display() -> str:
-    """The broker URL without credentials, for messages and the runstack banner."""
-    url = settings.CELERY_BROKER_URL
+def broker_display(url: str | None = None) -> str:
+    """The broker URL (default: this process's) without credentials, for messages and banners."""
+    url = url or settings.CELERY_BROKER_URL
     parsed = urlparse(url)
     if parsed.password or parsed.username:
         netloc = parsed.hostname or ""
