@@ -28,12 +28,9 @@ TEXT_PREVIEW_CHARS = 280
 SKIP_LIMIT = 1000
 
 
-def _is_htmx(request) -> bool:
-    """An htmx request for a fragment (a history restore wants the whole page)."""
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
+def _wants_region(request) -> bool:
+    """htmx asks for one region of the page (a history restore wants the whole page)."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def _int_param(request, name: str) -> int | None:
@@ -119,7 +116,7 @@ def examples(request, project_id: int):
         "first_url": f"{base_url}?{filters_query}" if page and page.has_previous else None,
         "unindexed": selectors.unindexed_for_search(project=project),
     }
-    template = "datasets/examples.html" + ("#results" if _is_htmx(request) else "")
+    template = "datasets/examples.html" + ("#results" if _wants_region(request) else "")
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
@@ -193,7 +190,7 @@ def disagreements(request, project_id: int):
         "prev_url": f"{base_url}?before={page.prev_before.encode()}" if page.has_previous else None,
         "first_url": base_url if page.has_previous else None,
     }
-    template = "datasets/disagreements.html" + ("#results" if _is_htmx(request) else "")
+    template = "datasets/disagreements.html" + ("#results" if _wants_region(request) else "")
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
@@ -322,13 +319,13 @@ def label(request, project_id: int):
     split, from_pool = _label_mode(params)
     if request.method != "POST":
         context = _card_context(request, project, split, from_pool)
-        template = "datasets/label.html" + ("#card" if _is_htmx(request) else "")
+        template = "datasets/label.html" + ("#card" if _wants_region(request) else "")
         response = render(request, template, context)
         patch_vary_headers(response, ["HX-Request"])
         return response
 
     notice, level, current_id = _apply_label_action(request, project, split, from_pool)
-    if _is_htmx(request):
+    if _wants_region(request):
         context = _card_context(request, project, split, from_pool, current_id=current_id)
         context.update({"notice": notice, "notice_level": level})
         return render(request, "datasets/label.html#card", context)

@@ -23,10 +23,6 @@ PROJECT_FRAGMENT_SIZE = 10
 HX_JOBS_CHANGED = "jobs-changed"
 
 
-def _is_htmx(request) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 class JobFilterForm(forms.Form):
     project = forms.ModelChoiceField(queryset=None, required=False, empty_label="All projects")
     status = forms.ChoiceField(choices=[("", "Any status"), *JobStatus.choices], required=False)
@@ -54,7 +50,7 @@ def job_list(request):
         "any_active": any(j.status not in FINISHED_STATUSES for j in page.object_list),
         "query": _query_without_page(request),
     }
-    template = "jobs/_job_table.html" if _is_htmx(request) else "jobs/list.html"
+    template = "jobs/_job_table.html" if request.htmx else "jobs/list.html"
     return render(request, template, context)
 
 
@@ -101,7 +97,7 @@ def job_cancel(request, job_id: int):
         job = request_cancel(job=job, user=request.user)
     except ValidationError as exc:
         error = " ".join(exc.messages)
-    if _is_htmx(request):
+    if request.htmx:
         if request.POST.get("fragment") == "project" and job.project_id:
             response = project_jobs(request, job.project_id)
         else:
@@ -138,7 +134,7 @@ def project_selftest(request, project_id: int):
     project = get_project_for_user(user=request.user, project_id=project_id, admin=True)
     params = launchable_kinds()["selftest"].clean_params({})
     job = launch_job(kind="selftest", project=project, user=request.user, params=params)
-    if _is_htmx(request):
+    if request.htmx:
         response = project_jobs(request, project_id)
         response["HX-Trigger"] = HX_JOBS_CHANGED
         return response

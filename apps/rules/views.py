@@ -29,11 +29,9 @@ SAMPLE_CHARS = 320
 EDIT_FIELDS = ("label", "words", "pattern", "threshold", "mode")
 
 
-def _is_htmx(request) -> bool:
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
+def _wants_region(request) -> bool:
+    """htmx asks for one region of the page (a history restore wants the whole page)."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def _render(request, template: str, context: dict, status: int = 200):
@@ -163,7 +161,7 @@ def review(request, project_id: int):
     notice, level = "", "info"
     if request.method == "POST":
         notice, level = _apply_review_post(request, project)
-        if not _is_htmx(request):
+        if not _wants_region(request):
             if notice:
                 getattr(messages, level if level in ("error", "success") else "info")(
                     request, notice
@@ -171,7 +169,7 @@ def review(request, project_id: int):
             return HttpResponseRedirect(reverse("rules:review", args=[project.pk]))
     rule = services.next_suggestion_for(project=project, user=request.user)
     context = _card_context(request, project, rule, notice=notice, level=level)
-    if _is_htmx(request):
+    if _wants_region(request):
         return _render(request, "rules/review.html#card", context)
     return _render(request, "rules/review.html", context)
 
@@ -320,7 +318,7 @@ def rule_list(request, project_id: int):
         "labels": services.label_names(project),
         "current_round": services.current_round(project=project),
     }
-    if _is_htmx(request):
+    if _wants_region(request):
         return _render(request, "rules/list.html#table", context)
     return _render(request, "rules/list.html", context)
 

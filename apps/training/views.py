@@ -30,10 +30,6 @@ ACTIONS = {
 LOG_LINES = 40
 
 
-def _is_htmx(request) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 def _dashboard_context(request, project, *, action_error: str | None = None) -> dict:
     live = selectors.live_rounds_of(project=project)
     jobs = selectors.training_jobs(project=project)
@@ -75,13 +71,13 @@ def _dashboard_context(request, project, *, action_error: str | None = None) -> 
 def dashboard(request, project_id: int):
     project = get_project_for_user(user=request.user, project_id=project_id)
     context = _dashboard_context(request, project)
-    if _is_htmx(request):
+    if request.htmx:
         return render(request, "training/_dashboard.html", context)
     return render(request, "training/dashboard.html", context)
 
 
 def _after_action(request, project, *, error: str | None, success: str | None):
-    if _is_htmx(request):
+    if request.htmx:
         return render(
             request,
             "training/_dashboard.html",
