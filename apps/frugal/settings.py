@@ -238,8 +238,8 @@ FRUGAL_JOB_MAX_ATTEMPTS = int(os.environ.get("FRUGAL_JOB_MAX_ATTEMPTS", "3"))
 # Every worker repairs state (stale jobs, rounds left running) this often; pages only read.
 FRUGAL_MAINTENANCE_INTERVAL_S = float(os.environ.get("FRUGAL_MAINTENANCE_INTERVAL_S", "30"))
 # The rules' live preview keeps recent projects' texts in memory, up to this many characters in
-# all per process (apps/rules/corpus.py: about 4 bytes each with the joined forms built).
-FRUGAL_TEXT_CACHE_CHARS = int(os.environ.get("FRUGAL_TEXT_CACHE_CHARS", "100000000"))
+# all per process (apps/rules/corpus.py: about 9 bytes each with the joined forms built).
+FRUGAL_TEXT_CACHE_CHARS = int(os.environ.get("FRUGAL_TEXT_CACHE_CHARS", "50000000"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
