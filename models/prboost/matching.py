@@ -784,8 +784,9 @@ class JoinedTexts:
     :func:`match_rule`'s. Keyword rules scan the texts normalized and joined by NUL (the work
     ``KeywordScanner.scan`` would redo on every call) with one Aho-Corasick pass; regex rules run
     RE2 over the raw texts joined by newlines, one search per matched text instead of one per
-    text. Each joined form is built on first use and kept: about 6 bytes per character of text
-    for a keyword form (one per case mode), 1 byte per character for the regex form.
+    text. Each joined form is built on first use and kept: a keyword form (one per case mode)
+    takes 2 to 5 bytes per character of text (the normalized text, 1 to 4 bytes a character,
+    and its word mask), the regex form about 1 byte per character.
     """
 
     def __init__(self, corpus: Corpus) -> None:
