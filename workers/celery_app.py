@@ -1,7 +1,9 @@
 """The Celery application. Start a worker with ``celery -A workers worker -Q cpu``.
 
 (``python manage.py runstack`` starts one for you, with the queue names prefixed by
-``FRUGAL_QUEUE_PREFIX`` and thread pools limited.)
+``FRUGAL_QUEUE_PREFIX`` and thread pools limited.) This is wiring only: what a job does and how
+its row moves through its states is in apps/ (``apps.jobs.runner``); a worker that is ready also
+starts the periodic maintenance pass (workers/maintenance_tasks.py).
 """
 
 import logging
