@@ -100,8 +100,8 @@ def _signature(project: Project) -> tuple:
 
 def answer_index(project: Project, example_ids: np.ndarray):
     """The language-model answer index over these examples, in this order, or None while the
-    project's cache is cold (apps.training owns that cache; training imports this app, hence
-    the import here)."""
+    project's cache is cold. apps.training owns that cache and depends on this app (its rounds
+    read and write rules): imported here, when called, so that no import cycle forms."""
     from apps.training.data import answer_index_for_examples
 
     return answer_index_for_examples(project, example_ids)

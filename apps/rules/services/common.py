@@ -74,7 +74,8 @@ def after_decision(*, project_id: int) -> None:
     training job running). A failure there is logged and never touches the decision."""
 
     def start_next_round() -> None:
-        # apps.training imports this app at module level, so this app imports it here.
+        # apps.training depends on this app (its rounds read and write rules): imported here,
+        # when called, so that no import cycle forms.
         from apps.training.services import maybe_start_next_round
 
         project = Project.objects.filter(pk=project_id).first()
