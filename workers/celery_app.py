@@ -17,12 +17,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apps.frugal.settings")
 logger = logging.getLogger("frugal.jobs")
 
 # Each area keeps its thin tasks in its own module; the list is the whole set.
-TASK_MODULES = [
-    "workers.tasks",
-    "workers.dataset_tasks",
-    "workers.prboost_tasks",
-    "workers.maintenance_tasks",
-]
+TASK_MODULES = ["workers.tasks", "workers.dataset_tasks", "workers.prboost_tasks"]
 
 
 class FrugalTask(Task):
@@ -48,7 +43,10 @@ class FrugalTask(Task):
             logger.exception("job %s: could not record the task failure", job_id)
 
 
-app = Celery("frugal", include=TASK_MODULES, task_cls=FrugalTask)
+# Not a job kind: the periodic repair pass every worker runs (workers/maintenance_tasks.py).
+MAINTENANCE_MODULE = "workers.maintenance_tasks"
+
+app = Celery("frugal", include=[*TASK_MODULES, MAINTENANCE_MODULE], task_cls=FrugalTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.broker_connection_retry_on_startup = True
 # apps.jobs sends task messages through ``celery.current_app``: in every thread, this app.
