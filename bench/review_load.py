@@ -343,7 +343,7 @@ def preview_in_process(project) -> dict[str, list[float]]:
 
     started = time.perf_counter()
     services.project_texts(project=project)
-    services.project_texts(project=project).joined(False)
+    services.project_texts(project=project).matcher.joined(False)
     load_s = time.perf_counter() - started
     out: dict[str, list[float]] = {"keyword": [], "regex": [], "load": [load_s * 1000]}
     for _ in range(3):

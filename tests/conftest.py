@@ -193,7 +193,7 @@ def celery_worker_factory(worker_database_url, settings, celery_pool):
     import time
     import uuid
 
-    from apps.frugal.settings import redis_answers
+    from apps.frugal.broker import redis_answers
     from apps.jobs.management.commands.runstack import WORKER_POOL_ARGS
 
     broker = settings.CELERY_BROKER_URL

@@ -1,7 +1,9 @@
 """The Celery application. Start a worker with ``celery -A workers worker -Q cpu``.
 
 (``python manage.py runstack`` starts one for you, with the queue names prefixed by
-``FRUGAL_QUEUE_PREFIX`` and thread pools limited.)
+``FRUGAL_QUEUE_PREFIX`` and thread pools limited.) This is wiring only: what a job does and how
+its row moves through its states is in apps/ (``apps.jobs.runner``); a worker that is ready also
+starts the periodic maintenance pass (workers/maintenance_tasks.py).
 """
 
 import logging
@@ -33,7 +35,7 @@ class FrugalTask(Task):
         job_id = _job_id_from_args(args, kwargs)
         if job_id is None:
             return
-        from workers.base import fail_job, user_error
+        from apps.jobs.runner import fail_job, user_error
 
         try:
             fail_job(job_id, f"The task could not run the job: {user_error(exc)}")
@@ -41,9 +43,14 @@ class FrugalTask(Task):
             logger.exception("job %s: could not record the task failure", job_id)
 
 
-app = Celery("frugal", include=TASK_MODULES, task_cls=FrugalTask)
+# Not a job kind: the periodic repair pass every worker runs (workers/maintenance_tasks.py).
+MAINTENANCE_MODULE = "workers.maintenance_tasks"
+
+app = Celery("frugal", include=[*TASK_MODULES, MAINTENANCE_MODULE], task_cls=FrugalTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.broker_connection_retry_on_startup = True
+# apps.jobs sends task messages through ``celery.current_app``: in every thread, this app.
+app.set_default()
 
 
 def _job_id_from_args(args, kwargs) -> int | None:
@@ -65,6 +72,28 @@ def _recover_jobs_on_worker_start(sender=None, **kwargs):
         mark_stale_jobs()
     except Exception:  # noqa: BLE001 - never keep a worker from starting
         logger.exception("could not check for stale jobs at worker start")
+    _start_maintenance()
+
+
+_maintenance = None
+
+
+def _start_maintenance() -> None:
+    """The periodic repair pass (workers/maintenance_tasks.py), in this main process."""
+    global _maintenance
+    from workers.maintenance_tasks import MaintenanceTimer
+
+    if _maintenance is None:
+        _maintenance = MaintenanceTimer()
+        _maintenance.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_maintenance(sender=None, **kwargs):
+    global _maintenance
+    if _maintenance is not None:
+        _maintenance.stop()
+        _maintenance = None
 
 
 @signals.task_failure.connect
@@ -78,7 +107,7 @@ def _fail_job_when_pool_process_died(sender=None, task_id=None, exception=None, 
     job_id = _job_id_from_args(kwargs.get("args"), kwargs.get("kwargs"))
     if job_id is None:
         return
-    from workers.base import fail_job
+    from apps.jobs.runner import fail_job
 
     fail_job(
         job_id,

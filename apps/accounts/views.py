@@ -31,10 +31,6 @@ class PasswordChangeView(auth_views.PasswordChangeView):
         return response
 
 
-def _is_htmx(request) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
@@ -75,7 +71,7 @@ def revoke_token(request, token_id: int):
     # Another user's token id is a 404, like a token that does not exist.
     token = get_object_or_404(tokens_for_user(user=request.user), pk=token_id)
     revoke_api_token(token=token, user=request.user)
-    if _is_htmx(request):
+    if request.htmx:
         return render(
             request, "accounts/_token_list.html", {"tokens": tokens_for_user(user=request.user)}
         )

@@ -1,15 +1,17 @@
 """HTML for example texts with search terms or entity spans marked, escaped piece by piece.
 
-User text is never trusted: every piece of it goes through :func:`django.utils.html.escape`
-before the ``<mark>`` tags around it are added, and only that assembled string is marked safe.
+The marking is :func:`models.prboost.matching.highlight_html` (the project's one highlighter):
+every piece of user text is escaped before the ``<mark>`` tags around it are added, and only
+that assembled string is marked safe here.
 """
 
 from __future__ import annotations
 
 import re
 
-from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+
+from models.prboost.matching import highlight_html
 
 _SUFFIXES = ("ing", "es", "ed", "s")
 
@@ -49,27 +51,9 @@ def highlight_terms(text: str, terms: list[str], *, max_chars: int | None = None
     the first match (with an ellipsis) when it is longer."""
     text = text or ""
     pattern = terms_pattern(terms)
-    matches = list(pattern.finditer(text)) if pattern else []
-    prefix = suffix = ""
-    start, end = 0, len(text)
-    if max_chars and len(text) > max_chars:
-        first = matches[0].start() if matches else 0
-        start = max(0, min(first - max_chars // 3, len(text) - max_chars))
-        end = start + max_chars
-        prefix = "…" if start > 0 else ""
-        suffix = "…" if end < len(text) else ""
-    pieces = [prefix]
-    position = start
-    for match in matches:
-        m_start, m_end = max(match.start(), start), min(match.end(), end)
-        if m_end <= m_start or m_start < position:
-            continue
-        pieces.append(escape(text[position:m_start]))
-        pieces.append(f"<mark>{escape(text[m_start:m_end])}</mark>")
-        position = m_end
-    pieces.append(escape(text[position:end]))
-    pieces.append(suffix)
-    return mark_safe("".join(pieces))  # noqa: S308 - every piece of user text is escaped above
+    spans = [m.span() for m in pattern.finditer(text)] if pattern else []
+    # highlight_html escapes every piece of the text itself.
+    return mark_safe(highlight_html(text, spans, max_chars=max_chars))  # noqa: S308
 
 
 def highlight_entities(text: str, entities) -> SafeString:
@@ -86,16 +70,9 @@ def highlight_entities(text: str, entities) -> SafeString:
         if isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text):
             spans.append((start, end, number))
     spans.sort()
-    pieces = []
-    position = 0
-    for start, end, number in spans:
-        if start < position:
-            continue
-        pieces.append(escape(text[position:start]))
-        pieces.append(
-            f'<mark class="entity entity-{number}" title="entity {number}">'
-            f"{escape(text[start:end])}</mark>"
-        )
-        position = end
-    pieces.append(escape(text[position:]))
-    return mark_safe("".join(pieces))  # noqa: S308 - every piece of user text is escaped above
+    marked = highlight_html(
+        text,
+        [(start, end) for start, end, _ in spans],
+        attributes=[f' class="entity entity-{n}" title="entity {n}"' for _, _, n in spans],
+    )
+    return mark_safe(marked)  # noqa: S308 - highlight_html escapes every piece of the text

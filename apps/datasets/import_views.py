@@ -13,10 +13,10 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from apps.datasets import import_services as services
 from apps.datasets.models import Split
@@ -91,16 +91,10 @@ def _recent_imports(project):
     )[:5]
 
 
-def _is_htmx(request) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 def _go_to_job(request, job):
     url = reverse("jobs:detail", args=[job.pk])
-    if _is_htmx(request):
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
     return redirect(url)
 
 
@@ -179,9 +173,7 @@ def import_start(request, project_id: int):
                         services.remove_staged(staged_path)
                     error_list = exc.messages
                 else:
-                    template = (
-                        "imports/_columns.html" if _is_htmx(request) else "imports/columns.html"
-                    )
+                    template = "imports/_columns.html" if request.htmx else "imports/columns.html"
                     return render(request, template, context)
             else:
                 job = services.start_import(project=project, user=request.user, params=params)
@@ -194,7 +186,7 @@ def import_start(request, project_id: int):
         "max_bytes": settings.FRUGAL_IMPORT_MAX_BYTES,
         "recent": _recent_imports(project),
     }
-    if _is_htmx(request):
+    if request.htmx:
         # htmx swaps only 2xx answers: the form comes back with its errors in place.
         return render(request, "imports/_source_form.html", context)
     return render(
@@ -257,7 +249,7 @@ def import_columns(request, project_id: int):
     except ValidationError as exc:
         context = _columns_context(project, token, entry, delimiter)
         context["error_list"] = exc.messages
-        template = "imports/_columns.html" if _is_htmx(request) else "imports/columns.html"
+        template = "imports/_columns.html" if request.htmx else "imports/columns.html"
         return render(request, template, context, status=400)
     _forget(request, token)
     job = services.start_import(project=project, user=request.user, params=params)

@@ -28,12 +28,9 @@ TEXT_PREVIEW_CHARS = 280
 SKIP_LIMIT = 1000
 
 
-def _is_htmx(request) -> bool:
-    """An htmx request for a fragment (a history restore wants the whole page)."""
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
+def _wants_region(request) -> bool:
+    """htmx asks for one region of the page (a history restore wants the whole page)."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def _int_param(request, name: str) -> int | None:
@@ -151,7 +148,7 @@ def examples(request, project_id: int):
         else None,
         "unindexed": selectors.unindexed_for_search(project=project),
     }
-    template = "datasets/examples.html" + ("#results" if _is_htmx(request) else "")
+    template = "datasets/examples.html" + ("#results" if _wants_region(request) else "")
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
@@ -206,8 +203,6 @@ def example_detail(request, project_id: int, example_id: int):
             if isinstance(v, int) and v >= 0
         ]
         vote_sets.append({"name": name, "voted": voted, "abstained": len(values) - len(voted)})
-    rules = selectors.rules_for_example(project=project, example=example)
-    fired = [rule for rule in rules if rule.fired]
     context = {
         "project": project,
         "example": example,
@@ -218,9 +213,6 @@ def example_detail(request, project_id: int, example_id: int):
         else None,
         "label": services.label_name(project, example.label) if example.label is not None else None,
         "vote_sets": vote_sets,
-        "fired_rules": fired,
-        "quiet_rules": [rule for rule in rules if rule.fired is False],
-        "unevaluated_rules": [rule for rule in rules if rule.fired is None],
         "back_url": reverse("datasets:examples", args=[project.pk]),
         "labels": list(enumerate(project.labels or [])),
         "is_admin": project.user_role == "admin",
@@ -259,7 +251,7 @@ def disagreements(request, project_id: int):
         "prev_url": f"{base_url}?before={page.prev_before.encode()}" if page.has_previous else None,
         "first_url": base_url if page.has_previous else None,
     }
-    template = "datasets/disagreements.html" + ("#results" if _is_htmx(request) else "")
+    template = "datasets/disagreements.html" + ("#results" if _wants_region(request) else "")
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
@@ -388,13 +380,13 @@ def label(request, project_id: int):
     split, from_pool = _label_mode(params)
     if request.method != "POST":
         context = _card_context(request, project, split, from_pool)
-        template = "datasets/label.html" + ("#card" if _is_htmx(request) else "")
+        template = "datasets/label.html" + ("#card" if _wants_region(request) else "")
         response = render(request, template, context)
         patch_vary_headers(response, ["HX-Request"])
         return response
 
     notice, level, current_id = _apply_label_action(request, project, split, from_pool)
-    if _is_htmx(request):
+    if _wants_region(request):
         context = _card_context(request, project, split, from_pool, current_id=current_id)
         context.update({"notice": notice, "notice_level": level})
         return render(request, "datasets/label.html#card", context)

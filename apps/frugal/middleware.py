@@ -4,10 +4,12 @@ from urllib.parse import unquote_to_bytes, urlparse
 
 from django.conf import settings
 from django.shortcuts import resolve_url
+from django_htmx.http import HttpResponseClientRedirect
 
 
 class HtmxLoginRedirectMiddleware:
-    """Send htmx requests whose session expired to the login page as a whole page.
+    """Send htmx requests whose session expired to the login page as a whole page
+    (django-htmx's client redirect; ``request.htmx`` comes from its HtmxMiddleware, above).
 
     Without this, htmx follows the login redirect and swaps the login form into whatever
     fragment was being refreshed (a progress bar, a table row).
@@ -18,11 +20,10 @@ class HtmxLoginRedirectMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if request.headers.get("HX-Request") == "true" and response.status_code == 302:
+        if request.htmx and response.status_code == 302:
             login_path = urlparse(resolve_url(settings.LOGIN_URL)).path
             if urlparse(response.get("Location", "")).path == login_path:
-                response.status_code = 204
-                response["HX-Redirect"] = response["Location"]
+                return HttpResponseClientRedirect(response["Location"])
         return response
 
 

@@ -1,19 +1,19 @@
 """Frugal settings, read from the environment.
 
 Every deployment knob is an environment variable; the defaults give the embedded setup
-(SQLite in ``var/``, Redis when one answers on localhost, else Celery's filesystem broker).
+(SQLite in ``var/``, the broker ``make run`` chose: see apps/frugal/broker.py).
 """
 
 import datetime
 import json
 import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 import dj_database_url
 from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
+
+from apps.frugal.broker import configured_broker
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("FRUGAL_VAR_DIR", BASE_DIR / "var"))
@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "template_partials",
     "axes",
     "csp",
+    "django_htmx",
     "apps.accounts",
     "apps.projects",
     "apps.datasets",
@@ -83,6 +84,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.frugal.middleware.HtmxLoginRedirectMiddleware",
@@ -221,25 +223,10 @@ FRUGAL_ENCODER = os.environ.get("FRUGAL_ENCODER", "")  # "" = all-MiniLM-L6-v2 p
 FRUGAL_MODEL_CACHE_DIR = Path(os.environ.get("FRUGAL_MODEL_CACHE_DIR", VAR_DIR / "model-cache"))
 
 
-def redis_answers(url: str, timeout: float = 0.3) -> bool:
-    """True when something accepts TCP connections at the Redis URL's host and port."""
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection(
-            (parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout
-        ):
-            return True
-    except OSError:
-        return False
-
-
-# Celery. An explicit CELERY_BROKER_URL is used as given. Without one, Redis on localhost is
-# used when it answers, and otherwise kombu's filesystem transport under var/ — the embedded
-# default that needs no server (one host only: web and worker must share the folder).
-_DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or (
-    _DEFAULT_REDIS if redis_answers(_DEFAULT_REDIS) else "filesystem://"
-)
+# Celery. The broker is decided once per checkout (apps/frugal/broker.py): CELERY_BROKER_URL
+# when set, else the choice ``runstack`` recorded in var/broker_url (Redis on localhost when it
+# answered, else kombu's filesystem transport under var/, one host only), else the filesystem.
+CELERY_BROKER_URL = configured_broker(VAR_DIR)
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
@@ -291,6 +278,11 @@ if not isinstance(FRUGAL_JOB_QUEUES, dict):
 FRUGAL_JOB_HEARTBEAT_TIMEOUT_S = int(os.environ.get("FRUGAL_JOB_HEARTBEAT_TIMEOUT_S", "120"))
 # A job whose worker died is re-run until it has been started this many times in all.
 FRUGAL_JOB_MAX_ATTEMPTS = int(os.environ.get("FRUGAL_JOB_MAX_ATTEMPTS", "3"))
+# Every worker repairs state (stale jobs, rounds left running) this often; pages only read.
+FRUGAL_MAINTENANCE_INTERVAL_S = float(os.environ.get("FRUGAL_MAINTENANCE_INTERVAL_S", "30"))
+# The rules' live preview keeps recent projects' texts in memory, up to this many characters in
+# all per process (apps/rules/corpus.py: about 9 bytes each with the joined forms built).
+FRUGAL_TEXT_CACHE_CHARS = int(os.environ.get("FRUGAL_TEXT_CACHE_CHARS", "50000000"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -19,7 +19,7 @@ from apps.jobs.serializers import (
     JobSerializer,
     LaunchableKindSerializer,
 )
-from apps.jobs.services import launch_job, mark_stale_jobs_soon, request_cancel
+from apps.jobs.services import launch_job, request_cancel
 
 
 class JobCursorPagination(CursorPagination):
@@ -72,7 +72,6 @@ class JobListView(generics.ListAPIView):
     pagination_class = JobCursorPagination
 
     def get_queryset(self):
-        mark_stale_jobs_soon()
         return _filtered(jobs_for_user(user=self.request.user), self.request.query_params)
 
 
@@ -81,7 +80,6 @@ class JobDetailView(generics.RetrieveAPIView):
     serializer_class = JobDetailSerializer
 
     def get_object(self):
-        mark_stale_jobs_soon()
         return get_job_for_user(user=self.request.user, job_id=self.kwargs["pk"])
 
 
@@ -125,7 +123,6 @@ class ProjectJobsView(ProjectScopedMixin, generics.ListCreateAPIView):
     pagination_class = JobCursorPagination
 
     def get_queryset(self):
-        mark_stale_jobs_soon()
         jobs = jobs_for_user(user=self.request.user).filter(project=self.project)
         return _filtered(jobs, self.request.query_params)
 

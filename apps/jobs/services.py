@@ -12,19 +12,20 @@ transaction commits (so a worker never looks for a row that is not there yet). W
 import datetime
 import logging
 import re
-import time
 import uuid
 from urllib.parse import urlparse
 
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
 from apps.jobs.kinds import broker_queue_name, queue_for_kind
 from apps.jobs.models import FINISHED_STATUSES, Job, JobStatus
+from apps.jobs.runner import max_attempts
 from apps.jobs.selectors import can_manage_job
 
 logger = logging.getLogger("frugal.jobs")
@@ -73,8 +74,7 @@ def launch_job(*, kind: str, project, user, params: dict | None = None) -> Job:
 
 def enqueue_job(*, job_id: int) -> None:
     """Send the job's task message (or run it in-process when Celery is eager)."""
-    from workers.celery_app import app
-
+    app = current_app  # the project's Celery app (workers/celery_app.py, loaded by apps.frugal)
     job = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).first()
     if job is None:
         return
@@ -107,9 +107,9 @@ def enqueue_job(*, job_id: int) -> None:
         )
 
 
-def broker_display() -> str:
-    """The broker URL without credentials, for messages and the runstack banner."""
-    url = settings.CELERY_BROKER_URL
+def broker_display(url: str | None = None) -> str:
+    """The broker URL (default: this process's) without credentials, for messages and banners."""
+    url = url or settings.CELERY_BROKER_URL
     parsed = urlparse(url)
     if parsed.password or parsed.username:
         netloc = parsed.hostname or ""
@@ -160,10 +160,8 @@ def _revoke(task_id: str) -> None:
     receives it anyway does not run it (this only saves it the lookup)."""
     if not task_id or getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
         return
-    from workers.celery_app import app
-
     try:
-        app.control.revoke(task_id)
+        current_app.control.revoke(task_id)
     except Exception:  # noqa: BLE001 - e.g. the filesystem broker has no broadcast
         logger.info("could not broadcast the revoke of task %s", task_id, exc_info=True)
 
@@ -198,28 +196,10 @@ def mark_stale_jobs(*, now: datetime.datetime | None = None) -> int:
     return failed
 
 
-_last_stale_check = 0.0
-STALE_CHECK_MIN_INTERVAL_S = 5.0
-
-
-def mark_stale_jobs_soon() -> None:
-    """mark_stale_jobs at most every few seconds per process: called when jobs are read."""
-    global _last_stale_check
-    if time.monotonic() - _last_stale_check < STALE_CHECK_MIN_INTERVAL_S:
-        return
-    _last_stale_check = time.monotonic()
-    try:
-        mark_stale_jobs()
-    except DatabaseError:  # e.g. SQLite busy with a long import: the next read retries
-        logger.warning("could not check for stale jobs", exc_info=True)
-
-
 def recover_jobs_of_node(*, node: str) -> int:
     """At worker start: jobs left running by an earlier process of this same node name are dead
     (two live workers cannot share a node name). Re-queue them while attempts remain, else fail.
     Returns how many jobs were handled."""
-    from workers.base import max_attempts
-
     if not node:
         return 0
     handled = 0

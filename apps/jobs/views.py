@@ -14,17 +14,13 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.jobs.kinds import launchable_kinds
 from apps.jobs.models import FINISHED_STATUSES, Job, JobStatus
 from apps.jobs.selectors import can_manage_job, get_job_for_user, jobs_for_user
-from apps.jobs.services import launch_job, mark_stale_jobs_soon, request_cancel
+from apps.jobs.services import launch_job, request_cancel
 from apps.projects.models import Role
 from apps.projects.selectors import get_project_for_user, projects_for_user
 
 PROJECT_FRAGMENT_SIZE = 10
 # Tells listening regions (the project fragment) to refresh after a launch or cancel.
 HX_JOBS_CHANGED = "jobs-changed"
-
-
-def _is_htmx(request) -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 class JobFilterForm(forms.Form):
@@ -39,7 +35,6 @@ class JobFilterForm(forms.Form):
 @login_required
 @require_GET
 def job_list(request):
-    mark_stale_jobs_soon()
     form = JobFilterForm(request.GET or None, user=request.user)
     jobs = jobs_for_user(user=request.user)
     if form.is_valid():
@@ -55,7 +50,7 @@ def job_list(request):
         "any_active": any(j.status not in FINISHED_STATUSES for j in page.object_list),
         "query": _query_without_page(request),
     }
-    template = "jobs/_job_table.html" if _is_htmx(request) else "jobs/list.html"
+    template = "jobs/_job_table.html" if request.htmx else "jobs/list.html"
     return render(request, template, context)
 
 
@@ -79,7 +74,6 @@ def _status_context(request, job: Job) -> dict:
 @login_required
 @require_GET
 def job_detail(request, job_id: int):
-    mark_stale_jobs_soon()
     job = get_job_for_user(user=request.user, job_id=job_id)
     return render(request, "jobs/detail.html", _status_context(request, job))
 
@@ -88,7 +82,6 @@ def job_detail(request, job_id: int):
 @require_GET
 def job_status(request, job_id: int):
     """The swappable status region of a job's page; it polls itself while the job runs."""
-    mark_stale_jobs_soon()
     job = get_job_for_user(user=request.user, job_id=job_id)
     return render(request, "jobs/_job_status.html", _status_context(request, job))
 
@@ -104,7 +97,7 @@ def job_cancel(request, job_id: int):
         job = request_cancel(job=job, user=request.user)
     except ValidationError as exc:
         error = " ".join(exc.messages)
-    if _is_htmx(request):
+    if request.htmx:
         if request.POST.get("fragment") == "project" and job.project_id:
             response = project_jobs(request, job.project_id)
         else:
@@ -122,7 +115,6 @@ def job_cancel(request, job_id: int):
 @login_required
 def project_jobs(request, project_id: int):
     """Recent jobs of one project with live progress bars; a fragment for the dashboard."""
-    mark_stale_jobs_soon()
     project = get_project_for_user(user=request.user, project_id=project_id)
     jobs = list(jobs_for_user(user=request.user).filter(project=project)[:PROJECT_FRAGMENT_SIZE])
     context = {
@@ -142,7 +134,7 @@ def project_selftest(request, project_id: int):
     project = get_project_for_user(user=request.user, project_id=project_id, admin=True)
     params = launchable_kinds()["selftest"].clean_params({})
     job = launch_job(kind="selftest", project=project, user=request.user, params=params)
-    if _is_htmx(request):
+    if request.htmx:
         response = project_jobs(request, project_id)
         response["HX-Trigger"] = HX_JOBS_CHANGED
         return response

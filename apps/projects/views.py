@@ -1,10 +1,10 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from apps.projects.charts import bar_chart
 from apps.projects.forms import AddMemberForm, ProjectForm, RoleForm
@@ -24,10 +24,6 @@ from apps.projects.services import (
     remove_member,
     update_project,
 )
-
-
-def _is_htmx(request) -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 def _add_errors(form, exc: ValidationError) -> None:
@@ -143,14 +139,14 @@ def _members_response(request, project, *, add_form=None, error: str = "", statu
         "roles": Role.choices,
         "error": error,
     }
-    if _is_htmx(request):
+    if request.htmx:
         # htmx swaps only 2xx responses: errors come back inside the region, with 200.
         return render(request, "projects/_members.html", context)
     return render(request, "projects/members.html", context, status=status)
 
 
 def _members_done(request, project, message: str):
-    if _is_htmx(request):
+    if request.htmx:
         return _members_response(request, project)
     messages.success(request, message)
     return redirect("projects:members", project_id=project.pk)
@@ -168,10 +164,8 @@ def _left_admin_pages(request, membership) -> bool:
 def _redirect(request, message: str, url: str):
     """Leave the members page: a full redirect, also when the request came from htmx."""
     messages.success(request, message)
-    if _is_htmx(request):
-        response = HttpResponse()
-        response["HX-Redirect"] = url
-        return response
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
     return redirect(url)
 
 

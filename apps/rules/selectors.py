@@ -1,10 +1,21 @@
 """Reads of rules and decisions, always within one project."""
 
-from django.db.models import Prefetch, QuerySet
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from django.db.models import Count, Max, Prefetch, QuerySet
 from django.http import Http404
 
+from apps.datasets.models import Example
 from apps.projects.models import Project
-from apps.rules.models import Rule, RuleDecision
+from apps.rules.corpus import answer_index
+from apps.rules.describe import describe, label_names
+from apps.rules.models import Rule, RuleDecision, RuleStatus
+from models.prboost.matching import Corpus, match_rule
+from models.prboost.rules import RuleError, rule_from_dict
 
 
 def rules_for_project(
@@ -50,11 +61,137 @@ def get_rule(*, project: Project, rule_id: int, with_decisions: bool = False) ->
 
 
 def status_counts(*, project: Project) -> dict[str, int]:
-    from django.db.models import Count
-
     return dict(
         Rule.objects.filter(project=project)
         .order_by()
         .values_list("status")
         .annotate(n=Count("id"))
     )
+
+
+# --- what the review screens and the round job read ------------------------------------------
+
+
+def current_round(*, project: Project) -> int | None:
+    """The latest round that stored suggestions, ``None`` before the first."""
+    return Rule.objects.filter(project=project, round_number__isnull=False).aggregate(
+        n=Max("round_number")
+    )["n"]
+
+
+def review_progress(*, project: Project, round_number: int | None) -> dict[str, int]:
+    """``{"reviewed": k, "total": n, "left": n - k}`` for the round's proposed rules."""
+    if round_number is None:
+        return {"reviewed": 0, "total": 0, "left": 0}
+    counts = dict(
+        Rule.objects.filter(project=project, round_number=round_number)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    total = sum(counts.values())
+    left = counts.get(RuleStatus.SUGGESTED, 0)
+    return {"reviewed": total - left, "total": total, "left": left}
+
+
+def accepted_rules(*, project: Project) -> list:
+    """The project's accepted rules as ``models.prboost`` rules, oldest first."""
+    rows = Rule.objects.filter(project=project, status=RuleStatus.ACCEPTED).order_by("id")
+    return [rule_from_dict(row.definition) for row in rows.only("definition")]
+
+
+def accepted_rule_rows(*, project: Project) -> list[Rule]:
+    """The accepted Rule rows, oldest first (same order as :func:`accepted_rules`)."""
+    return list(Rule.objects.filter(project=project, status=RuleStatus.ACCEPTED).order_by("id"))
+
+
+def judged_keys(*, project: Project) -> set[str]:
+    """Keys of rules people already accepted or rejected (the proposer's ``judged``)."""
+    return set(
+        Rule.objects.filter(project=project)
+        .exclude(status=RuleStatus.SUGGESTED)
+        .values_list("key", flat=True)
+    )
+
+
+def sample_examples(*, project: Project, ids: Sequence[int]) -> list[Example]:
+    """The examples with these ids, in that order (only the project's)."""
+    found = Example.objects.filter(project=project, pk__in=list(ids)).only(
+        "id", "text", "split", "gold_label", "external_id"
+    )
+    by_id = {e.pk: e for e in found}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+# --- the rules that fired on one example -------------------------------------------------------
+
+
+@dataclass
+class FiredRule:
+    """An accepted rule as the example page shows it."""
+
+    id: int
+    kind: str
+    description: str
+    label: str
+    fired: bool | None  # None: not evaluated on this page (needs the project's caches)
+    reason: str = ""
+
+
+def _example_entities(example) -> list | None:
+    raw = example.entities
+    if not isinstance(raw, list) or len(raw) != 2:
+        return None
+    try:
+        return [tuple((str(span["text"]), int(span["start"]), int(span["end"])) for span in raw)]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def rules_for_example(*, project, example) -> list[FiredRule]:
+    """The project's accepted rules, each with whether it matches ``example``.
+
+    Keyword and regex rules are matched by the engine on a corpus of this one text (cheap, no
+    project-wide cache); prompt rules through the language-model answer index when the project
+    has one warm (:func:`apps.rules.corpus.answer_index`); similarity rules need the
+    project's embeddings and are listed as not evaluated here, as are rules the engine cannot
+    run on this example (e.g. a "between the entities" rule on a text without two entities).
+    """
+    rows = accepted_rule_rows(project=project)
+    if not rows:
+        return []
+    entities = _example_entities(example)
+    corpus = Corpus(texts=[example.text], entities=entities)
+    prompt_corpus = None
+    names = label_names(project)
+    out = []
+    for row in rows:
+        label = names[row.label] if 0 <= row.label < len(names) else str(row.label)
+        item = FiredRule(
+            id=row.pk, kind=row.kind, description=row.description, label=label, fired=None
+        )
+        out.append(item)
+        try:
+            rule = rule_from_dict(row.definition)
+        except RuleError as exc:
+            item.reason = f"the stored rule is not valid: {exc}"
+            continue
+        if not item.description:
+            item.description = describe(rule, project)
+        target = corpus
+        if row.kind == "similarity":
+            item.reason = "similarity rules need the project's embeddings"
+            continue
+        if row.kind == "prompt":
+            if prompt_corpus is None:
+                index = answer_index(project, np.asarray([example.pk], dtype=np.int64))
+                prompt_corpus = Corpus(texts=[example.text], answer_index=index)
+            if prompt_corpus.answer_index is None:
+                item.reason = "prompt rules need the project's language-model cache (not warm)"
+                continue
+            target = prompt_corpus
+        try:
+            item.fired = bool(match_rule(rule, target).size)
+        except RuleError as exc:
+            item.reason = str(exc)
+    return out

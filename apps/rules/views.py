@@ -22,6 +22,8 @@ from django.views.decorators.http import require_http_methods
 
 from apps.projects.selectors import get_project_for_user
 from apps.rules import selectors, services
+from apps.rules.describe import label_names
+from apps.rules.highlight import highlight_rule
 from apps.rules.models import DecisionAction, RuleKind, RuleOrigin, RuleStatus
 from models.prboost.rules import rule_from_dict
 
@@ -29,11 +31,9 @@ SAMPLE_CHARS = 320
 EDIT_FIELDS = ("label", "words", "pattern", "threshold", "mode")
 
 
-def _is_htmx(request) -> bool:
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
+def _wants_region(request) -> bool:
+    """htmx asks for one region of the page (a history restore wants the whole page)."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def _render(request, template: str, context: dict, status: int = 200):
@@ -43,7 +43,7 @@ def _render(request, template: str, context: dict, status: int = 200):
 
 
 def _labels(project) -> list[dict]:
-    return [{"index": i, "name": name} for i, name in enumerate(services.label_names(project))]
+    return [{"index": i, "name": name} for i, name in enumerate(label_names(project))]
 
 
 def _percent(value) -> str:
@@ -92,11 +92,11 @@ def _stats_rows(rule) -> list[tuple[str, str, str]]:
 def _samples(project, rule, built) -> list[dict]:
     ids = (rule.evidence or {}).get("sample_example_ids") or []
     if ids:
-        examples = services.sample_examples(project=project, ids=ids[:10])
+        examples = selectors.sample_examples(project=project, ids=ids[:10])
         return [
             {
                 "id": e.pk,
-                "html": services.highlight_rule(built, e.text, max_chars=SAMPLE_CHARS),
+                "html": highlight_rule(built, e.text, max_chars=SAMPLE_CHARS),
             }
             for e in examples
         ]
@@ -117,14 +117,14 @@ def _edit_values(rule) -> dict:
 
 
 def _card_context(request, project, rule, *, notice: str = "", level: str = "info") -> dict:
-    round_number = rule.round_number if rule else services.current_round(project=project)
+    round_number = rule.round_number if rule else selectors.current_round(project=project)
     context = {
         "project": project,
         "rule": rule,
         "notice": notice,
         "notice_level": level,
         "round_number": round_number,
-        "progress": services.review_progress(project=project, round_number=round_number),
+        "progress": selectors.review_progress(project=project, round_number=round_number),
         "can_undo": services.can_undo(project=project, user=request.user),
         "labels": _labels(project),
         "review_url": reverse("rules:review", args=[project.pk]),
@@ -135,12 +135,12 @@ def _card_context(request, project, rule, *, notice: str = "", level: str = "inf
         source_text = evidence.get("source_text") or ""
         context.update(
             {
-                "label_name": services.label_names(project)[rule.label]
+                "label_name": label_names(project)[rule.label]
                 if rule.label < len(project.labels or [])
                 else f"class {rule.label}",
                 "stats_rows": _stats_rows(rule),
                 "samples": _samples(project, rule, built),
-                "source_html": services.highlight_rule(built, source_text) if source_text else "",
+                "source_html": highlight_rule(built, source_text) if source_text else "",
                 "source_id": evidence.get("source_example_id"),
                 "answer_word": evidence.get("answer_word"),
                 "edit": _edit_values(rule),
@@ -163,7 +163,7 @@ def review(request, project_id: int):
     notice, level = "", "info"
     if request.method == "POST":
         notice, level = _apply_review_post(request, project)
-        if not _is_htmx(request):
+        if not _wants_region(request):
             if notice:
                 getattr(messages, level if level in ("error", "success") else "info")(
                     request, notice
@@ -171,7 +171,7 @@ def review(request, project_id: int):
             return HttpResponseRedirect(reverse("rules:review", args=[project.pk]))
     rule = services.next_suggestion_for(project=project, user=request.user)
     context = _card_context(request, project, rule, notice=notice, level=level)
-    if _is_htmx(request):
+    if _wants_region(request):
         return _render(request, "rules/review.html#card", context)
     return _render(request, "rules/review.html", context)
 
@@ -317,10 +317,10 @@ def rule_list(request, project_id: int):
         "statuses": RuleStatus.choices,
         "origins": RuleOrigin.choices,
         "kinds": RuleKind.choices,
-        "labels": services.label_names(project),
-        "current_round": services.current_round(project=project),
+        "labels": label_names(project),
+        "current_round": selectors.current_round(project=project),
     }
-    if _is_htmx(request):
+    if _wants_region(request):
         return _render(request, "rules/list.html#table", context)
     return _render(request, "rules/list.html", context)
 

@@ -31,7 +31,6 @@ class RoundListView(ProjectScopedMixin, generics.ListAPIView):
     pagination_class = None
 
     def get_queryset(self):
-        services.reconcile_rounds(project=self.project)
         return selectors.rounds_of(project=self.project)
 
 

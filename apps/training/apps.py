@@ -7,7 +7,6 @@ class TrainingConfig(AppConfig):
     verbose_name = "PRBoost training"
 
     def ready(self) -> None:
-        from apps.training import kinds, receivers
+        from apps.training import kinds
 
         kinds.register()
-        receivers.connect()

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.frugal import safe_json
 from apps.jobs.models import FINISHED_STATUSES
-from apps.jobs.services import mark_stale_jobs_soon, request_cancel
+from apps.jobs.services import request_cancel
 from apps.projects.models import Role
 from apps.projects.selectors import get_project_for_user
 from apps.training import kinds, selectors, services
@@ -31,13 +31,7 @@ ACTIONS = {
 LOG_LINES = 40
 
 
-def _is_htmx(request) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 def _dashboard_context(request, project, *, action_error: str | None = None) -> dict:
-    mark_stale_jobs_soon()
-    services.reconcile_rounds(project=project)
     live = selectors.live_rounds_of(project=project)
     jobs = selectors.training_jobs(project=project)
     active = next((j for j in jobs if j.status not in FINISHED_STATUSES), None)
@@ -78,13 +72,13 @@ def _dashboard_context(request, project, *, action_error: str | None = None) -> 
 def dashboard(request, project_id: int):
     project = get_project_for_user(user=request.user, project_id=project_id)
     context = _dashboard_context(request, project)
-    if _is_htmx(request):
+    if request.htmx:
         return render(request, "training/_dashboard.html", context)
     return render(request, "training/dashboard.html", context)
 
 
 def _after_action(request, project, *, error: str | None, success: str | None):
-    if _is_htmx(request):
+    if request.htmx:
         return render(
             request,
             "training/_dashboard.html",

@@ -766,3 +766,236 @@ def apply_rules(
 def match_rule(rule: Rule, corpus: Corpus) -> np.ndarray:
     """Sorted int64 indices of the examples ``rule`` matches."""
     return match_rules([rule], corpus)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# one rule at a time on a fixed corpus (the live preview), and highlighting
+#
+# The imports of this part are local to its functions, so the file's header stays as it was.
+
+DENSE_SHARE = 0.15  # past this share of matched texts, per-text RE2 beats the joined search
+MAX_SPANS = 50  # marks per text in highlighting
+
+
+class JoinedTexts:
+    """A corpus's texts joined once, so that one rule at a time matches in a single pass.
+
+    For the live preview: the same corpus, a new rule at every keystroke. The answers are
+    :func:`match_rule`'s. Keyword rules scan the texts normalized and joined by NUL (the work
+    ``KeywordScanner.scan`` would redo on every call) with one Aho-Corasick pass; regex rules run
+    RE2 over the raw texts joined by newlines, one search per matched text instead of one per
+    text. Each joined form is built on first use and kept: a keyword form (one per case mode)
+    takes 2 to 5 bytes per character of text (the normalized text, 1 to 4 bytes a character,
+    and its word mask), the regex form about 1 byte per character.
+    """
+
+    def __init__(self, corpus: Corpus) -> None:
+        self.corpus = corpus
+        self._joined: dict = {}
+
+    def joined_bytes(self) -> tuple[bytes, list[int], list[int]]:
+        """(raw texts as UTF-8 joined by newlines, byte offset of each text, byte lengths)."""
+        hit = self._joined.get("bytes")
+        if hit is None:
+            encoded = [t.encode("utf-8", "surrogatepass") for t in self.corpus.texts]
+            lengths = [len(e) for e in encoded]
+            starts = np.zeros(len(encoded), dtype=np.int64)
+            if encoded:
+                np.cumsum(np.asarray(lengths[:-1], dtype=np.int64) + 1, out=starts[1:])
+            hit = (b"\n".join(encoded), starts.tolist(), lengths)
+            self._joined["bytes"] = hit
+        return hit
+
+    def joined(self, case_sensitive: bool) -> tuple[str, np.ndarray, np.ndarray]:
+        """(normalized texts joined by NUL, (C,) is-word-char mask, (N-1,) separator offsets)."""
+        hit = self._joined.get(case_sensitive)
+        if hit is None:
+            texts = [t.replace(_SEP, " ") for t in self.corpus.texts]
+            joined = _SEP.join(normalize_text(t, case_sensitive) for t in texts)
+            cps = _codepoints(joined)
+            hit = (joined, _is_word(cps), np.flatnonzero(cps == 0))
+            self._joined[case_sensitive] = hit
+        return hit
+
+    def match(
+        self, rule: Rule, *, budget: int | None = None, always: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(sorted positions of the texts ``rule`` matches, the positions looked at or None).
+
+        Exact unless ``budget``: then a regex that matches most texts (past ``DENSE_SHARE``) is
+        run on an even sample of about ``budget`` of the remaining texts, plus those marked in
+        ``always`` ((N,) bool), and the second value lists the positions looked at.
+        """
+        if isinstance(rule, KeywordRule) and rule.scope == "text":
+            return self._keyword_matches(rule), None
+        if isinstance(rule, RegexRule) and rule.scope == "text":
+            return self._regex_matches(rule, budget=budget, always=always)
+        return match_rule(rule, self.corpus), None
+
+    def _keyword_matches(self, rule: KeywordRule) -> np.ndarray:
+        """The engine's keyword matching (same normalization, automaton and word boundaries)
+        on the joined texts."""
+        joined, is_word, seps = self.joined(rule.case_sensitive)
+        words = list(dict.fromkeys(rule.normalized_words))
+        scanner = KeywordScanner(words, rule.case_sensitive)
+        flat = np.fromiter(chain.from_iterable(scanner.automaton.iter(joined)), dtype=np.int64)
+        if flat.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        ends, wids = flat[0::2], flat[1::2]
+        starts = ends - scanner.length[wids] + 1
+        ok = np.ones(ends.shape, dtype=bool)
+        check = scanner.needs_left[wids] & (starts > 0)
+        ok[check] = ~is_word[starts[check] - 1]
+        check = scanner.needs_right[wids] & (ends + 1 < is_word.size)
+        ok[check] &= ~is_word[ends[check] + 1]
+        docs = np.searchsorted(seps, starts[ok]).astype(np.int64)
+        if rule.mode == "all" and len(words) > 1:
+            pairs = np.unique(docs * len(words) + wids[ok])
+            found, counts = np.unique(pairs // len(words), return_counts=True)
+            return found[counts >= len(words)]
+        return np.unique(docs)
+
+    def _regex_matches(
+        self, rule: RegexRule, *, budget: int | None, always: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        r"""RE2 searches over the joined texts, one per matched text.
+
+        The texts are joined with newlines and searched with the ``m`` flag added, so ``^``/``$``
+        match at every text edge: every match inside one text is found at its place (``\b`` sees
+        the newline as a text edge does). A hit that runs past its text, or any hit of a pattern
+        with ``^``/``$`` (which the ``m`` flag widened), is checked on that text alone with the
+        rule's own pattern. After each hit the search resumes at the next text, so a match that
+        runs over cannot hide a later one. Dense patterns switch to the engine for the rest.
+        """
+        import bisect
+
+        from models.prboost.rules import _re2_options, regex_with_flags
+
+        pattern = rule.pattern
+        if "\\A" in pattern or "\\z" in pattern:  # text-edge anchors: no joined equivalent
+            return match_rule(rule, self.corpus), None
+        joined, starts, lengths = self.joined_bytes()
+        texts = self.corpus.texts
+        n = len(lengths)
+        flags = rule.flags + "m"
+        wide = re2.compile(regex_with_flags(pattern, flags).encode("utf-8"), _re2_options())
+        anchored = ("^" in pattern or "$" in pattern) and "m" not in rule.flags
+        found: list[int] = []
+        check: list[int] = []
+        looked: np.ndarray | None = None
+        pos = 0
+        search = wide.search
+        while True:
+            hit = search(joined, pos)
+            if hit is None:
+                break
+            doc = bisect.bisect_right(starts, hit.start()) - 1
+            if anchored or hit.end() > starts[doc] + lengths[doc]:
+                check.append(doc)
+            else:
+                found.append(doc)
+            if doc + 1 >= n:
+                break
+            hits = len(found) + len(check)
+            if hits > 500 and hits > DENSE_SHARE * (doc + 1):
+                rest = np.arange(doc + 1, n, dtype=np.int64)
+                if budget is not None and rest.size > budget:
+                    stride = -(-rest.size // budget)
+                    kept = rest[always[rest]] if always is not None else rest[:0]
+                    rest = np.union1d(rest[::stride], kept)
+                    looked = np.concatenate([np.arange(doc + 1, dtype=np.int64), rest])
+                sub = Corpus(texts=[texts[i] for i in rest])
+                found.extend(int(rest[i]) for i in match_rule(rule, sub))
+                break
+            pos = starts[doc + 1]
+        if check:
+            exact = rule.compile()
+            found.extend(i for i in check if exact.search(texts[i]))
+        return np.unique(np.asarray(found, dtype=np.int64)), looked
+
+
+def keyword_pattern(words: Sequence[str], case_sensitive: bool = False):
+    """One Python ``re`` pattern marking any of ``words`` in raw text (whitespace runs inside a
+    phrase match any whitespace; word edges need a boundary), longest first; None if no word."""
+    import re
+
+    from models.prboost.rules import normalize_word
+
+    parts = []
+    for word in words:
+        pieces = [re.escape(w) for w in normalize_word(word, case_sensitive).split(" ") if w]
+        if not pieces:
+            continue
+        body = r"\s+".join(pieces)
+        left = r"(?<!\w)" if re.match(r"\w", word[0]) else ""
+        right = r"(?!\w)" if re.match(r"\w", word[-1]) else ""
+        parts.append(left + body + right)
+    if not parts:
+        return None
+    parts.sort(key=len, reverse=True)
+    return re.compile("|".join(parts), 0 if case_sensitive else re.IGNORECASE)
+
+
+def match_spans(rule: Rule, text: str, limit: int = MAX_SPANS) -> list[tuple[int, int]]:
+    """Character spans of ``text`` to mark for ``rule``, in order: keyword hits, regex matches,
+    a prompt rule's answer words; none for similarity rules."""
+    from models.prboost.rules import compile_regex
+
+    spans: list[tuple[int, int]] = []
+    if isinstance(rule, KeywordRule | PromptRule):
+        words, case = (
+            (rule.words, rule.case_sensitive)
+            if isinstance(rule, KeywordRule)
+            else (rule.answer_words, False)
+        )
+        pattern = keyword_pattern(words, case)
+        if pattern is not None:
+            spans = [m.span() for m in pattern.finditer(text)]
+    elif isinstance(rule, RegexRule):
+        for m in compile_regex(rule.pattern, rule.flags).finditer(text):
+            if m.end() > m.start():
+                spans.append((m.start(), m.end()))
+            if len(spans) >= limit:
+                break
+    return spans[:limit]
+
+
+def highlight_html(
+    text: str,
+    spans: Sequence[tuple[int, int]],
+    *,
+    max_chars: int | None = None,
+    attributes: Sequence[str] | None = None,
+) -> str:
+    """``text`` HTML-escaped with each span in ``<mark>``: the one highlighter of the project.
+
+    ``spans``: (start, end) character offsets in order; a span overlapping an earlier mark is
+    left unmarked. Longer than ``max_chars``, the text is cut to a window around the first span
+    with "…" on the cut sides. ``attributes[i]`` (trusted markup, e.g. ``' class="entity"'``)
+    goes into span i's ``<mark>`` tag. Every piece of ``text`` is escaped, so the result is safe
+    to show as HTML.
+    """
+    import html
+
+    text = text or ""
+    start, end = 0, len(text)
+    prefix = suffix = ""
+    if max_chars and len(text) > max_chars:
+        first = spans[0][0] if spans else 0
+        start = max(0, min(first - max_chars // 3, len(text) - max_chars))
+        end = start + max_chars
+        prefix = "…" if start > 0 else ""
+        suffix = "…" if end < len(text) else ""
+    out = [prefix]
+    position = start
+    for i, (a, b) in enumerate(spans):
+        a, b = max(a, start), min(b, end)
+        if b <= a or a < position:
+            continue
+        tag = f"<mark{attributes[i]}>" if attributes is not None else "<mark>"
+        out.append(html.escape(text[position:a]))
+        out.append(f"{tag}{html.escape(text[a:b])}</mark>")
+        position = b
+    out.append(html.escape(text[position:end]))
+    out.append(suffix)
+    return "".join(out)

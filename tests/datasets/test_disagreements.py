@@ -9,6 +9,7 @@ from django.utils.html import escape
 
 from apps.datasets import selectors
 from apps.datasets.models import Example
+from apps.rules import selectors as rule_selectors
 from apps.rules import services as rule_services
 from apps.rules.models import Rule, RuleStatus
 from models.prboost.propose import rule_key
@@ -191,6 +192,6 @@ def test_similarity_rules_are_listed_as_not_evaluated(project):
         status=RuleStatus.ACCEPTED,
     )
     example = make(project, "e3", text="anything")
-    (item,) = selectors.rules_for_example(project=project, example=example)
+    (item,) = rule_selectors.rules_for_example(project=project, example=example)
     assert item.fired is None
     assert "embeddings" in item.reason

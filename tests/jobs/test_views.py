@@ -198,22 +198,44 @@ def test_job_list_htmx_request_returns_only_the_table(client, make_job, admin_us
     assert 'hx-trigger="every 2s"' in body
 
 
-def test_reading_jobs_fails_those_whose_worker_stopped_responding(
+def test_reading_jobs_writes_nothing_and_the_maintenance_pass_fails_stale_ones(
     client, make_job, admin_user, settings
 ):
     import datetime
 
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from apps.jobs import services
+    from workers.maintenance_tasks import run_maintenance
 
-    services._last_stale_check = 0.0
     settings.FRUGAL_JOB_HEARTBEAT_TIMEOUT_S = 30
     job = make_job(
         status=JobStatus.RUNNING,
         heartbeat_at=timezone.now() - datetime.timedelta(minutes=5),
     )
     client.force_login(admin_user)
+    pages = [
+        reverse("jobs:list"),
+        reverse("jobs:detail", args=[job.pk]),
+        reverse("api-jobs"),
+        reverse("api-job-detail", args=[job.pk]),
+        reverse("training:dashboard", args=[job.project_id]),
+        reverse("api-training-rounds", args=[job.project_id]),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        for url in pages:
+            assert client.get(url, HTTP_HX_REQUEST="true").status_code == 200, url
+    writes = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))
+        and "django_session" not in q["sql"]
+    ]
+    assert writes == []
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING  # the pages leave repair to the workers
+    assert run_maintenance() == {"stale_jobs": 1, "rounds": 0}
     body = client.get(reverse("jobs:detail", args=[job.pk])).content.decode()
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED

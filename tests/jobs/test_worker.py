@@ -125,3 +125,26 @@ def test_a_worker_restarted_after_a_crash_runs_the_interrupted_job_again(
     wait_for_status(job, JobStatus.SUCCEEDED, timeout=60)
     assert job.attempts == 2
     assert "restarted while running this job" in job.log
+
+
+@pytest.fixture
+def fast_maintenance(monkeypatch):
+    """Workers started after this run their maintenance pass every 0.3 s."""
+    monkeypatch.setenv("FRUGAL_MAINTENANCE_INTERVAL_S", "0.3")
+
+
+def test_a_running_worker_fails_stale_jobs_by_itself(
+    fast_maintenance, celery_worker_factory, make_job, wait_for_status
+):
+    import datetime
+
+    from django.utils import timezone
+
+    celery_worker_factory()  # ready: its start-up check is done, the periodic pass runs on
+    job = make_job(
+        status=JobStatus.RUNNING,
+        worker="gone@elsewhere pid 1",
+        heartbeat_at=timezone.now() - datetime.timedelta(minutes=10),
+    )
+    wait_for_status(job, JobStatus.FAILED, timeout=30)  # no page read, no call from here
+    assert job.error.startswith("The worker stopped responding")

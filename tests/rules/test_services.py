@@ -105,7 +105,7 @@ def test_second_decision_on_a_stale_version_is_refused_with_who_and_when(
     with pytest.raises(services.RuleConflict) as caught:
         services.decide(rule=rule, user=second_annotator, action="reject", expected_version=1)
     assert caught.value.message.startswith("annie already accepted this rule")
-    assert "s ago" in caught.value.message
+    assert caught.value.message.endswith("this rule just now.")
     rule.refresh_from_db()
     assert rule.status == RuleStatus.ACCEPTED and rule.version == 2
     assert RuleDecision.objects.filter(rule=rule).count() == 1
@@ -243,7 +243,7 @@ def test_preview_keyword_fast_path_matches_the_engine(project, examples):
         KeywordRule(words=("Song",), label=0, case_sensitive=True),
     ]:
         expected = match_rule(rule, Corpus(texts=list(texts.corpus.texts)))
-        assert np.array_equal(services._keyword_matches(rule, texts), expected), rule
+        assert np.array_equal(texts.matcher.match(rule)[0], expected), rule
 
 
 def test_bad_regex_gets_a_clear_message_and_changes_nothing(project, examples, annotator):
@@ -342,7 +342,7 @@ def test_preview_regex_search_matches_the_engine(project, examples):
     ]:
         rule = RegexRule(pattern=pattern, label=1, flags=flags)
         expected = match_rule(rule, corpus)
-        found, looked = services._regex_matches(rule, texts)
+        found, looked = texts.matcher.match(rule)
         assert looked is None and np.array_equal(found, expected), pattern
 
 
@@ -354,7 +354,7 @@ def test_live_preview_of_a_dense_regex_is_estimated_on_a_sample_and_says_so(
     Example.objects.bulk_create(
         Example(project=project, external_id=f"f{i}", text=f"filler {i}") for i in range(3000)
     )
-    monkeypatch.setattr(services, "PREVIEW_DENSE_BUDGET", 300)
+    monkeypatch.setattr("apps.rules.services.preview.PREVIEW_DENSE_BUDGET", 300)
     definition = RegexRule(pattern=r"\w+", label=1).to_dict()
     live = services.preview_rule(project=project, definition=definition)
     exact = services.preview_rule(project=project, definition=definition, exact=True)
@@ -364,24 +364,41 @@ def test_live_preview_of_a_dense_regex_is_estimated_on_a_sample_and_says_so(
     assert (live.dev_matches, live.dev_correct) == (exact.dev_matches, exact.dev_correct)
 
 
-def test_every_decision_is_announced_to_rule_decision_receivers(project, suggestions, annotator):
-    from django.db.models.signals import post_save
-
-    heard = []
-
-    def receiver(sender, instance, created, **kwargs):
-        heard.append((instance.action, instance.rule_id, created, instance.pk is not None))
-
-    post_save.connect(receiver, sender=RuleDecision, dispatch_uid="test-heard")
-    try:
+def test_every_decision_is_followed_by_the_next_round_check_once_it_commits(
+    project, suggestions, annotator, monkeypatch, django_capture_on_commit_callbacks
+):
+    checked = []
+    monkeypatch.setattr(
+        "apps.training.services.maybe_start_next_round",
+        lambda *, project: checked.append(project.pk),
+    )
+    with django_capture_on_commit_callbacks(execute=False) as pending:
         services.decide(rule=suggestions[0], user=annotator, action="accept", expected_version=1)
+    assert checked == []  # nothing happens before the decision commits
+    for callback in pending:
+        callback()
+    assert checked == [project.pk]
+    with django_capture_on_commit_callbacks(execute=True):
         services.undo_last_decision(project=project, user=annotator)
-    finally:
-        post_save.disconnect(dispatch_uid="test-heard", sender=RuleDecision)
-    assert heard == [
-        ("accept", suggestions[0].pk, True, True),
-        ("undo", suggestions[0].pk, True, True),
-    ]
+        services.create_manual_rule(
+            project=project, user=annotator, kind="keyword", words="zebra", label=1
+        )
+    assert checked == [project.pk] * 3
+
+
+def test_a_failing_next_round_check_leaves_the_decision_in_place(
+    project, suggestions, annotator, monkeypatch, django_capture_on_commit_callbacks
+):
+    def broken(*, project):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("apps.training.services.maybe_start_next_round", broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        rule = services.decide(
+            rule=suggestions[0], user=annotator, action="accept", expected_version=1
+        )
+    assert rule.status == RuleStatus.ACCEPTED
+    assert RuleDecision.objects.filter(rule=rule, action="accept").count() == 1
 
 
 def test_decisions_per_suggestion_comes_from_the_training_settings(project):

@@ -101,13 +101,14 @@ def test_a_failure_mid_round_leaves_previous_state_and_labels_intact_and_a_rerun
 def test_cancel_mid_round_leaves_the_previous_state_intact(
     youtube_project, admin_user, monkeypatch
 ):
+    from apps.jobs import runner
     from apps.jobs.services import request_cancel
-    from workers import base, prboost_tasks
+    from workers import prboost_tasks
 
     _no_seed_votes(youtube_project)
     first = services.run_round(project=youtube_project)
     rules_before = Rule.objects.filter(project=youtube_project).count()
-    monkeypatch.setattr(base, "WRITE_MIN_INTERVAL_S", 0.0)  # see the cancel at the next step
+    monkeypatch.setattr(runner, "WRITE_MIN_INTERVAL_S", 0.0)  # see the cancel at the next step
     job = Job.objects.create(
         project=youtube_project, kind=kinds.RUN_ROUND, launched_by=admin_user, params={}
     )
@@ -118,7 +119,7 @@ def test_cancel_mid_round_leaves_the_previous_state_intact(
         return real_sync(loop, **kwargs)
 
     monkeypatch.setattr(services, "_sync_decisions", sync_then_cancel)
-    base.run_job(job.pk, prboost_tasks.run_round)
+    runner.run_job(job.pk, prboost_tasks.run_round)
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     cancelled = Round.objects.get(project=youtube_project, job=job)

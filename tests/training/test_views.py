@@ -160,13 +160,20 @@ def test_template_preview_fragment_renders_templates_on_an_example(client, proje
     assert "free iphone\nIt is about" in response.content.decode()
 
 
-def test_dashboard_marks_rounds_of_dead_jobs_failed(client, project, admin_user):
+def test_rounds_of_dead_jobs_are_closed_by_the_maintenance_pass_not_the_dashboard(
+    client, project, admin_user
+):
+    from workers.maintenance_tasks import run_maintenance
+
     job = Job.objects.create(
         project=project, kind=kinds.RUN_ROUND, status=JobStatus.FAILED, error="worker died"
     )
     rnd = Round.objects.create(project=project, number=1, job=job)
     client.force_login(admin_user)
     client.get(f"/projects/{project.pk}/training/")
+    rnd.refresh_from_db()
+    assert rnd.status == RoundStatus.RUNNING  # a page only reads
+    assert run_maintenance()["rounds"] == 1
     rnd.refresh_from_db()
     assert rnd.status == RoundStatus.FAILED and rnd.error == "worker died"
     assert services.latest_live_round(project=project) is None

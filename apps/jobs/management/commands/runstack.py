@@ -1,8 +1,10 @@
 """``python manage.py runstack``: the web server and a job worker, supervised together.
 
-Starts gunicorn (serving ``apps.frugal.wsgi`` with whitenoise for static files) and one Celery
-worker consuming the ``cpu`` and ``gpu`` queues. Ctrl-C stops both; if either dies, the other is
-stopped and the command exits non-zero saying which one died.
+Decides the Celery broker for this checkout (apps/frugal/broker.py: recorded in
+``var/broker_url``), then starts gunicorn (serving ``apps.frugal.wsgi`` with whitenoise for static
+files) and one Celery worker consuming the ``cpu`` and ``gpu`` queues; the worker also runs the
+periodic maintenance pass (workers/maintenance_tasks.py). Ctrl-C stops both; if either dies,
+the other is stopped and the command exits non-zero saying which one died.
 """
 
 import contextlib
@@ -17,6 +19,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.frugal.broker import choose_broker
 from apps.jobs.services import broker_display
 
 # One job at a time per worker, in a pool child process: on 2 cores a prefork pool of 1 costs
@@ -143,9 +146,10 @@ class Command(BaseCommand):
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "apps.frugal.settings"}
         for name, value in THREAD_LIMITS.items():
             env.setdefault(name, value)
-        # The worker must use the broker this process resolved (the default depends on whether
-        # Redis answered a moment ago), so it is passed explicitly.
-        env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
+        # The broker is decided here, once (apps/frugal/broker.py): recorded in var/broker_url
+        # for any process of this checkout started later, and passed to both children.
+        broker = choose_broker(settings.VAR_DIR)
+        env["CELERY_BROKER_URL"] = broker
         nodename = f"frugal@{socket.gethostname()}"
         children: dict[str, subprocess.Popen] = {}
         stopping = False
@@ -176,7 +180,7 @@ class Command(BaseCommand):
             announced = False
             while not stopping and died is None:
                 if not announced and _answers(host, port):
-                    self._banner(host, port, nodename)
+                    self._banner(host, port, nodename, broker)
                     announced = True
                 time.sleep(0.3)
                 died = next((name for name, p in children.items() if p.poll() is not None), None)
@@ -193,19 +197,18 @@ class Command(BaseCommand):
             )
         self.stdout.write("Stopped the web server and the worker.")
 
-    def _banner(self, host: str, port: int, nodename: str) -> None:
+    def _banner(self, host: str, port: int, nodename: str, broker: str) -> None:
         shown_host = f"[{host}]" if ":" in host else host
         if host in ("0.0.0.0", "::"):  # noqa: S104 - only for display
             shown_host = "127.0.0.1"
         url = f"http://{shown_host}:{port}/"
-        broker = settings.CELERY_BROKER_URL
         if broker.startswith("filesystem://"):
             broker_text = (
                 f"embedded filesystem broker in {settings.VAR_DIR / 'broker'} (no Redis answered; "
                 "web and worker must share this folder, so one host only)"
             )
         else:
-            broker_text = broker_display()
+            broker_text = broker_display(broker)
         db = settings.DATABASES["default"]
         db_text = db["NAME"] if db["ENGINE"].endswith("sqlite3") else f"{db['ENGINE']} {db['NAME']}"
         prefix = settings.FRUGAL_QUEUE_PREFIX

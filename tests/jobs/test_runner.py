@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.jobs.models import Job, JobStatus
-from workers.base import LOG_MAX_CHARS, JobCancelled, JobError, run_job, worker_identity
+from apps.jobs.runner import LOG_MAX_CHARS, JobCancelled, JobError, run_job, worker_identity
 
 pytestmark = pytest.mark.django_db
 

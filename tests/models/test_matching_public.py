@@ -1,0 +1,102 @@
+"""The public one-rule matcher (JoinedTexts) and the one highlighter of models.prboost.matching."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.prboost.matching import (
+    Corpus,
+    JoinedTexts,
+    highlight_html,
+    keyword_pattern,
+    match_rule,
+    match_spans,
+)
+from models.prboost.rules import KeywordRule, PromptRule, RegexRule, SimilarityRule
+
+WORDS = ["free", "money", "check out", "c++", "é", "win"]
+texts_strategy = st.lists(
+    st.lists(
+        st.sampled_from([*WORDS, "x", " ", "\n", ".", "Free", "freedom", "\x00"]), max_size=8
+    ).map("".join),
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=texts_strategy, words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3))
+def test_joined_keyword_matching_is_the_engines(texts, words):
+    corpus = Corpus(texts=texts)
+    matcher = JoinedTexts(corpus)
+    for mode in ("any", "all"):
+        for case_sensitive in (False, True):
+            rule = KeywordRule(
+                words=tuple(words), label=1, mode=mode, case_sensitive=case_sensitive
+            )
+            found, looked = matcher.match(rule)
+            assert looked is None
+            assert np.array_equal(found, match_rule(rule, corpus)), rule
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=texts_strategy,
+    pattern=st.sampled_from(["free", "^free", "free$", r"\bwin\b", r"money\s*x", r"x+", "é"]),
+)
+def test_joined_regex_matching_is_the_engines(texts, pattern):
+    corpus = Corpus(texts=texts)
+    rule = RegexRule(pattern=pattern, label=0)
+    found, looked = JoinedTexts(corpus).match(rule)
+    assert looked is None and np.array_equal(found, match_rule(rule, corpus))
+
+
+def test_a_dense_regex_with_a_budget_looks_at_a_sample_plus_the_kept_texts():
+    texts = [f"filler {i}" for i in range(5000)]
+    always = np.zeros(len(texts), dtype=bool)
+    always[4990:] = True
+    rule = RegexRule(pattern=r"\w+", label=1)
+    found, looked = JoinedTexts(Corpus(texts=texts)).match(rule, budget=200, always=always)
+    assert looked is not None and 200 < looked.size < 1000
+    assert set(range(4990, 5000)) <= set(looked.tolist())
+    assert set(found.tolist()) == set(looked.tolist())  # every text matches
+
+
+def test_other_rule_kinds_go_to_the_engine():
+    emb = np.eye(3, dtype=np.float32)
+    corpus = Corpus(texts=["a", "b", "c"], embeddings=emb)
+    rule = SimilarityRule(anchor_index=1, threshold=0.5, label=0)
+    found, looked = JoinedTexts(corpus).match(rule)
+    assert looked is None and found.tolist() == [1]
+
+
+def test_spans_of_keyword_regex_and_prompt_rules():
+    text = "Free money! Check  out freedom, win free"
+    assert match_spans(KeywordRule(words=("free", "check out"), label=1), text) == [
+        (0, 4),
+        (12, 22),
+        (36, 40),
+    ]
+    assert match_spans(RegexRule(pattern=r"fr\w+", label=1, flags=""), text) == [(23, 30), (36, 40)]
+    prompt = PromptRule(template_id="t", answer_words=("win",), label=1)
+    assert match_spans(prompt, text) == [(32, 35)]
+    assert keyword_pattern([" "]) is None
+
+
+def test_highlight_escapes_every_piece_and_marks_the_spans():
+    text = "<b>free</b> & 'more'"
+    html = highlight_html(text, [(3, 7)])
+    assert html == "&lt;b&gt;<mark>free</mark>&lt;/b&gt; &amp; &#x27;more&#x27;"
+
+
+def test_highlight_cuts_a_long_text_around_the_first_span():
+    text = "a" * 100 + "HIT" + "b" * 100
+    html = highlight_html(text, [(100, 103)], max_chars=30)
+    assert html.startswith("…") and html.endswith("…") and "<mark>HIT</mark>" in html
+    assert len(html.replace("<mark>", "").replace("</mark>", "")) == 32
+
+
+def test_highlight_skips_overlaps_and_takes_attributes():
+    html = highlight_html("abcdef", [(0, 3), (2, 5), (4, 6)], attributes=[' a="1"', "", ' a="3"'])
+    assert html == '<mark a="1">abc</mark>d<mark a="3">ef</mark>'
