@@ -72,6 +72,8 @@ INSTALLED_APPS = [
     "apps.training",
     "apps.rules",
     "apps.api",
+    "apps.agreement",
+    "apps.guidelines",
 ]
 
 MIDDLEWARE = [

@@ -41,6 +41,11 @@ ACCESS = {
     "datasets:example_detail": "member",
     "datasets:label": "member",
     "datasets:disagreements": "member",
+    # agreement and guidelines
+    "agreement:agreement": "admin",
+    "agreement:overlap": "admin",
+    "agreement:conflicts": "admin",
+    "guidelines:edit": "admin",
     "imports:new": "admin",
     "imports:columns": "admin",
     "imports:preview": "admin",

@@ -17,3 +17,18 @@ document.addEventListener("submit", function (event) {
   var message = event.target.getAttribute && event.target.getAttribute("data-confirm");
   if (message && !window.confirm(message)) event.preventDefault();
 }, true);
+
+// Keyboard-first cards (<div data-key-scope>): a key presses the card's button with that
+// data-key ("s" for space). Without JavaScript the buttons do the same.
+document.addEventListener("keydown", function (event) {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+  if (event.target.closest && event.target.closest("input, textarea, select, [contenteditable]")) return;
+  var card = document.querySelector("[data-key-scope]");
+  if (!card || card.querySelector("form.htmx-request")) return;
+  var key = event.key === " " ? "s" : event.key.toLowerCase();
+  var button = card.querySelector('button[data-key="' + key + '"]');
+  if (button && !button.disabled) {
+    event.preventDefault();
+    button.click();
+  }
+});
