@@ -15,6 +15,12 @@ urlpatterns = [
         views.member_role,
         name="member_role",
     ),
+    path("<int:project_id>/members/invite/", views.member_invite, name="member_invite"),
+    path(
+        "<int:project_id>/members/invites/<int:invite_id>/revoke/",
+        views.member_invite_revoke,
+        name="member_invite_revoke",
+    ),
     path(
         "<int:project_id>/members/<int:membership_id>/remove/",
         views.member_remove,

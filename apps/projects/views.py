@@ -1,7 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -135,13 +135,29 @@ def project_settings(request, project_id: int):
     )
 
 
-def _members_response(request, project, *, add_form=None, error: str = "", status: int = 200):
+def _members_response(
+    request,
+    project,
+    *,
+    add_form=None,
+    error: str = "",
+    status: int = 200,
+    new_invite: str = "",
+):
+    from apps.accounts.models import Invite
+
     context = {
         "project": project,
         "memberships": project_members(project=project),
         "add_form": add_form or AddMemberForm(),
         "roles": Role.choices,
         "error": error,
+        "invites": [
+            invite
+            for invite in Invite.objects.filter(project=project, used_at__isnull=True)[:50]
+            if invite.state == "open"
+        ],
+        "new_invite": new_invite,
     }
     if _is_htmx(request):
         # htmx swaps only 2xx responses: errors come back inside the region, with 200.
@@ -236,3 +252,39 @@ def member_remove(request, project_id: int, membership_id: int):
         # You left the project: its pages are closed to you now.
         return _redirect(request, f"You left “{project.name}”.", reverse("projects:list"))
     return _members_done(request, project, f"{membership.user.username} removed from the project.")
+
+
+@login_required
+@require_POST
+def member_invite(request, project_id: int):
+    """A one-time invite link into this project (shown once, in the response)."""
+    from apps.accounts import people
+    from apps.accounts.people_views import invite_url
+
+    project = get_project_for_user(user=request.user, project_id=project_id, admin=True)
+    raw_days = request.POST.get("days", str(people.INVITE_DAYS))
+    try:
+        _, secret = people.create_invite(
+            by=request.user,
+            project=project,
+            role=request.POST.get("role", Role.ANNOTATOR),
+            note=request.POST.get("note", ""),
+            days=int(raw_days) if raw_days.isdigit() else raw_days,
+        )
+    except ValidationError as exc:
+        return _members_response(request, project, error=_error_text(exc), status=400)
+    return _members_response(request, project, new_invite=invite_url(request, secret))
+
+
+@login_required
+@require_POST
+def member_invite_revoke(request, project_id: int, invite_id: int):
+    from apps.accounts import people
+    from apps.accounts.models import Invite
+
+    project = get_project_for_user(user=request.user, project_id=project_id, admin=True)
+    invite = Invite.objects.filter(project=project, pk=invite_id).first()
+    if invite is None:
+        raise Http404("No such invite.")
+    people.revoke_invite(invite=invite, by=request.user)
+    return _members_done(request, project, "Invite revoked; its link no longer works.")

@@ -26,6 +26,12 @@ ACCESS = {
     "accounts:password_change": "user",
     "accounts:tokens": "user",
     "accounts:revoke_token": "user",
+    "accounts:people": "staff",
+    "accounts:user_create": "staff",
+    "accounts:user_active": "staff",
+    "accounts:invite_create": "staff",
+    "accounts:invite_revoke": "staff",
+    "accounts:invite_accept": "public",
     # projects
     "projects:list": "user",
     "projects:create": "staff",
@@ -35,6 +41,8 @@ ACCESS = {
     "projects:member_add": "admin",
     "projects:member_role": "admin",
     "projects:member_remove": "admin",
+    "projects:member_invite": "admin",
+    "projects:member_invite_revoke": "admin",
     # datasets
     "datasets:examples": "member",
     "datasets:examples_count": "member",

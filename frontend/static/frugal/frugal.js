@@ -32,3 +32,30 @@ document.addEventListener("keydown", function (event) {
     button.click();
   }
 });
+
+// Copy buttons: <button data-copy-target="element-id">Copy</button> copies that element's text.
+document.addEventListener("click", function (event) {
+  var button = event.target.closest && event.target.closest("[data-copy-target]");
+  if (!button) return;
+  var source = document.getElementById(button.getAttribute("data-copy-target"));
+  if (!source) return;
+  var text = (source.value !== undefined && source.tagName !== "BUTTON" && source.value) || source.textContent.trim();
+  function done(ok) {
+    var label = button.getAttribute("data-label") || button.textContent;
+    button.setAttribute("data-label", label);
+    button.textContent = ok ? "Copied" : "Select and copy";
+    setTimeout(function () { button.textContent = label; }, 1800);
+  }
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(text).then(function () { done(true); }, function () { done(false); });
+  } else {
+    var range = document.createRange();
+    range.selectNodeContents(source);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    done(ok);
+  }
+});
