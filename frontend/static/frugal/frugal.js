@@ -59,3 +59,22 @@ document.addEventListener("click", function (event) {
     done(ok);
   }
 });
+
+// Collapsible panels that remember being open: <details data-remember="key">.
+(function () {
+  function restore(root) {
+    (root.querySelectorAll ? root : document).querySelectorAll("details[data-remember]").forEach(function (details) {
+      try {
+        if (localStorage.getItem("frugal:open:" + details.getAttribute("data-remember")) === "1") details.open = true;
+      } catch (e) { /* storage may be off */ }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { restore(document); });
+  document.addEventListener("toggle", function (event) {
+    var details = event.target;
+    if (!details.matches || !details.matches("details[data-remember]")) return;
+    try {
+      localStorage.setItem("frugal:open:" + details.getAttribute("data-remember"), details.open ? "1" : "0");
+    } catch (e) { /* storage may be off */ }
+  }, true);
+})();
