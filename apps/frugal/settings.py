@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "apps.api",
     "apps.agreement",
     "apps.guidelines",
+    "apps.bulk",
 ]
 
 MIDDLEWARE = [
