@@ -93,6 +93,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.frugal.middleware.HtmxLoginRedirectMiddleware",
+    "apps.projects.middleware.ArchivedReadOnlyMiddleware",
     # Last, so that it sees the lockout flag the authentication backend sets (django-axes).
     "axes.middleware.AxesMiddleware",
 ]

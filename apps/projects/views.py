@@ -49,12 +49,17 @@ def _error_text(exc: ValidationError) -> str:
 @require_GET
 def project_list(request):
     user = request.user
+    projects = projects_with_stats_for_user(user=user)
+    show_archived = request.GET.get("archived") == "1"
+    archived_count = projects.filter(archived_at__isnull=False).count()
     return render(
         request,
         "projects/list.html",
         {
-            "projects": projects_with_stats_for_user(user=user),
+            "projects": projects.filter(archived_at__isnull=not show_archived),
             "can_create": user.is_staff or user.is_superuser,
+            "show_archived": show_archived,
+            "archived_count": archived_count,
         },
     )
 
@@ -288,3 +293,83 @@ def member_invite_revoke(request, project_id: int, invite_id: int):
         raise Http404("No such invite.")
     people.revoke_invite(invite=invite, by=request.user)
     return _members_done(request, project, "Invite revoked; its link no longer works.")
+
+
+# --- archive and delete (project admins and staff) ------------------------------------------
+
+
+def _managed_project(request, project_id: int):
+    """The project if the user may archive/delete it; 404 for non-members, 403 for annotators."""
+    from apps.projects import lifecycle
+    from apps.projects.models import Project
+    from apps.projects.selectors import role_in_project
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise Http404("No such project.")
+    if lifecycle.can_manage(user=request.user, project=project):
+        project.user_role = role_in_project(user=request.user, project=project) or Role.ADMIN
+        return project
+    if role_in_project(user=request.user, project=project) is None:
+        raise Http404("No such project.")
+    raise PermissionDenied("Only project admins and staff can archive or delete a project.")
+
+
+@login_required
+@require_POST
+def project_archive(request, project_id: int):
+    from apps.projects import lifecycle
+
+    project = _managed_project(request, project_id)
+    lifecycle.archive_project(project=project, user=request.user)
+    messages.success(request, f"“{project.name}” is archived: hidden from the list and read-only.")
+    return redirect("projects:dashboard", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def project_unarchive(request, project_id: int):
+    from apps.projects import lifecycle
+
+    project = _managed_project(request, project_id)
+    lifecycle.unarchive_project(project=project, user=request.user)
+    messages.success(request, f"“{project.name}” is active again.")
+    return redirect("projects:dashboard", project_id=project.pk)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def project_delete(request, project_id: int):
+    """Delete after the project's name is typed; shows what will go first."""
+    from apps.jobs.models import Artifact, Job
+    from apps.projects import lifecycle
+
+    project = _managed_project(request, project_id)
+    error = ""
+    if request.method == "POST":
+        try:
+            removed = lifecycle.delete_project(
+                project=project, user=request.user, confirm_name=request.POST.get("name", "")
+            )
+        except ValidationError as exc:
+            error = _error_text(exc)
+        else:
+            messages.success(
+                request,
+                f"Project “{project.name}” deleted: {removed['examples']:,} examples, "
+                f"{removed['jobs']:,} jobs and {removed['artifacts']:,} stored artifacts.",
+            )
+            return redirect("projects:list")
+    overview = project_overview(project=project)
+    return render(
+        request,
+        "projects/delete.html",
+        {
+            "project": project,
+            "error": error,
+            "examples": overview["total"],
+            "jobs": Job.objects.filter(project=project).count(),
+            "artifacts": Artifact.objects.filter(project=project).count(),
+        },
+        status=400 if error else 200,
+    )
