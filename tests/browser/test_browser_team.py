@@ -176,3 +176,45 @@ def test_staff_people_page_and_guidelines_editor(project, admin_user, make_user,
     page.goto(reverse("projects:dashboard", args=[project.pk]))
     page.click("#guidelines-panel summary")
     assert "Ads are SPAM" in page.locator("#guidelines-body").inner_text()
+
+
+def test_bulk_label_from_a_search_then_undo(project, admin_user, login, shots):
+    for i in range(5):
+        text = f"free prize {i}" if i < 3 else f"see you {i}"
+        Example.objects.create(project=project, external_id=f"p{i}", text=text, split="pool")
+    page = login(admin_user)
+    page.goto(reverse("datasets:examples", args=[project.pk]) + "?search=prize")
+    page.click("#bulk-link")
+    page.check("input[name=bulk_kind][value=label]")
+    page.select_option("select[name=bulk_label]", "1")
+    shots(page, "bulk-choose")
+    page.click("#bulk-form button[type=submit]")
+    assert page.locator("#bulk-count").inner_text() == "3 examples"
+    shots(page, "bulk-confirm")
+    page.once("dialog", lambda dialog: dialog.accept())  # data-confirm
+    page.click("#bulk-confirm button[type=submit]")
+    page.wait_for_selector("#bulk-history")
+    assert Example.objects.filter(gold_label=1).count() == 3
+    shots(page, "bulk-history")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#bulk-history button")
+    page.wait_for_selector("text=3 examples restored")
+    assert not Example.objects.filter(gold_label__isnull=False).exists()
+
+
+def test_delete_a_project_by_typing_its_name(project, admin_user, login, shots):
+    from apps.projects.models import Project
+
+    Example.objects.create(project=project, external_id="x", text="t", split="pool")
+    page = login(admin_user)
+    page.goto(reverse("projects:settings", args=[project.pk]))
+    page.click("#delete-link")
+    shots(page, "delete")
+    page.fill("#confirm-name", "spam")
+    page.click("#delete-form button[type=submit]")
+    assert "exactly" in page.locator("#delete-error").inner_text()
+    page.fill("#confirm-name", "Spam")
+    page.click("#delete-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/projects/$"))
+    assert "deleted" in page.content()
+    assert not Project.objects.filter(pk=project.pk).exists()
