@@ -98,7 +98,7 @@ def accept_invite(*, secret: str, username: str, password: str):
         raise ValidationError({"password": exc.messages}) from exc
     with transaction.atomic():
         invite = (
-            Invite.objects.select_for_update()
+            Invite.objects.select_for_update(of=("self",))
             .filter(digest=token_digest(secret or ""))
             .select_related("project")
             .first()

@@ -205,3 +205,16 @@ def test_overlap_form(client, project, admin_user):
     assert services.overlap_for(project=project) == 3
     page = client.get(reverse("agreement:agreement", args=[project.pk]))
     assert page.status_code == 200 and b"Krippendorff" in page.content
+
+
+def test_api_answers_of_annotators_count_as_one_of_k(client, project, admin_user, annotator, bob):
+    example = Example.objects.create(project=project, external_id="a", text="t", split="dev")
+    services.set_overlap(project=project, k=2, user=admin_user)
+    url = f"/api/v1/projects/{project.pk}/examples/{example.pk}/"
+    client.force_login(annotator)
+    response = client.patch(url, {"gold_label": 1}, content_type="application/json")
+    assert response.status_code == 200 and response.json()["gold_label"] is None
+    client.force_login(bob)
+    response = client.patch(url, {"gold_label": 1}, content_type="application/json")
+    assert response.json()["gold_label"] == 1
+    assert AnnotatorLabel.objects.filter(example=example).count() == 2
