@@ -144,3 +144,14 @@ def test_people_pages_are_staff_only(client, admin_user, annotator):
     assert client.post(reverse("accounts:user_create"), {"username": "x"}).status_code == 403
     annotator.refresh_from_db()
     assert annotator.is_active and not User.objects.filter(username="x").exists()
+
+
+def test_deactivation_ends_open_sessions(client, staff, annotator, project):
+    session = client.__class__()
+    session.login(username="annie", password="pw-for-tests-123")
+    url = reverse("projects:dashboard", args=[project.pk])
+    assert session.get(url).status_code == 200
+    client.force_login(staff)
+    client.post(reverse("accounts:user_active", args=[annotator.pk]), {"active": "0"})
+    response = session.get(url)
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
