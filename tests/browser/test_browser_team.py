@@ -136,6 +136,10 @@ def test_invite_link_creates_an_account_in_the_project(project, admin_user, logi
     page.wait_for_selector("#invite-link")
     link = page.locator("#invite-link").inner_text()
     assert re.search(r"/accounts/invite/inv_", link)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("#new-invite .copy-button")
+    page.wait_for_selector("#new-invite .copy-button:text('Copied')")
+    assert page.evaluate("() => navigator.clipboard.readText()") == link
     shots(page, "members-invite")
     log_out(page)
 
