@@ -196,6 +196,8 @@ class ExampleDetailApi(ProjectScopedMixin, generics.GenericAPIView):
         example = self.get_object()
         update = GoldLabelUpdateSerializer(data=request.data)
         update.is_valid(raise_exception=True)
+        if self._is_overlap_answer():
+            return self._record_answer(example, update.validated_data)
         try:
             services.set_gold_label(
                 example=example,
@@ -213,3 +215,35 @@ class ExampleDetailApi(ProjectScopedMixin, generics.GenericAPIView):
             raise PermissionDenied(str(error)) from error
         example = self.get_object()
         return Response(self.get_serializer(example).data)
+
+    def _is_overlap_answer(self) -> bool:
+        """With overlap k > 1 an annotator's label is one answer of k (admins set gold)."""
+        from apps.agreement.services import overlap_for
+        from apps.projects.selectors import role_in_project
+
+        if overlap_for(project=self.project) <= 1:
+            return False
+        return role_in_project(user=self.request.user, project=self.project) != "admin"
+
+    def _record_answer(self, example, data):
+        from apps.agreement.services import record_label
+
+        if data["gold_label"] is None:
+            raise ValidationError(
+                {"gold_label": ["With overlap labeling, take an answer back with u on the page."]}
+            )
+        try:
+            record_label(
+                project=self.project,
+                example=example,
+                user=self.request.user,
+                label=data["gold_label"],
+                split=data.get("split"),
+            )
+        except services.GoldLabelConflict as conflict:
+            raise Conflict(conflict.message) from conflict
+        except DjangoValidationError as error:
+            raise ValidationError({"gold_label": error.messages}) from error
+        except DjangoPermissionDenied as error:
+            raise PermissionDenied(str(error)) from error
+        return Response(self.get_serializer(self.get_object()).data)

@@ -146,7 +146,8 @@ def import_roots() -> list[Path]:
 def resolve_server_path(raw: str) -> Path:
     """The real path of a server-side import source, if it lies below an allowed root.
 
-    A relative path is taken relative to each root in turn. ``..`` and symlinks are resolved
+    A relative path is taken relative to each root in turn, then to the project's folder
+    (``settings.BASE_DIR``). ``..`` and symlinks are resolved
     before the check, so neither can escape; paths outside the roots are refused with the same
     message whether or not they exist.
     """
@@ -162,7 +163,13 @@ def resolve_server_path(raw: str) -> Path:
     shown = raw if not Path(raw).is_absolute() else Path(raw).name
     refused = ValidationError(f"{shown}: imports may only read below {allowed}.")
     given = Path(raw)
-    candidates = [given] if given.is_absolute() else [root / given for root in roots]
+    # A relative path is tried below each root, then against the project's folder (the README's
+    # ``../shared/data/wrench-sms``); either way it must end up below a root.
+    candidates = (
+        [given]
+        if given.is_absolute()
+        else [root / given for root in roots] + [Path(settings.BASE_DIR) / given]
+    )
     inside = False
     for candidate in candidates:
         lexical = Path(_normpath(candidate))
@@ -223,6 +230,7 @@ def clean_import_params(params: dict) -> dict:
         "delimiter",
         "default_split",
         "keep_train_labels",
+        "clean_text",
     }
     if unknown:
         raise ValidationError(f"Unknown parameter(s) for import: {', '.join(sorted(unknown))}.")
@@ -235,6 +243,7 @@ def clean_import_params(params: dict) -> dict:
         delimiter=params.get("delimiter") or "",
         default_split=params.get("default_split") or Split.POOL.value,
         keep_train_labels=bool(params.get("keep_train_labels")),
+        clean_text=bool(params.get("clean_text")),
         display_name=path.name,
     )
 
@@ -249,6 +258,7 @@ def build_params(
     default_split: str = Split.POOL.value,
     keep_train_labels: bool = False,
     display_name: str = "",
+    clean_text: bool = False,
 ) -> dict:
     """Checked, JSON-ready parameters of an import job."""
     fmt = fmt or detect_format(path) or ""
@@ -278,6 +288,7 @@ def build_params(
         "delimiter": delimiter,
         "default_split": default_split,
         "keep_train_labels": keep_train_labels,
+        "clean_text": bool(clean_text),
     }
 
 
@@ -337,6 +348,49 @@ def csv_preview(
     return {"header": header, "rows": preview, "delimiter": delimiter}
 
 
+def jsonl_preview(*, path: Path, rows: int = 5, name: str = "") -> dict:
+    """The keys (in first-seen order) and first records of a JSONL file, for the column step
+    (same shape as :func:`csv_preview`: ``header``, ``rows`` of strings, ``delimiter`` "")."""
+    import orjson
+
+    name = name or path.name
+    records: list[dict] = []
+    try:
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    value = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    raise ValidationError(
+                        f"{name}, line {number}: not valid JSON (one object per line)."
+                    ) from None
+                if not isinstance(value, dict):
+                    raise ValidationError(f"{name}, line {number}: expected a JSON object.")
+                records.append(value)
+                if len(records) >= rows or number > 1000:
+                    break
+    except OSError as exc:
+        raise ValidationError(f"{name}: cannot be read ({exc.strerror}).") from None
+    if not records:
+        raise ValidationError(f"{name}: no records.")
+    header: list[str] = []
+    for record in records:
+        header += [str(key) for key in record if str(key) not in header]
+
+    def shown(value) -> str:
+        if value is None:
+            return ""
+        return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+    return {
+        "header": header,
+        "rows": [[shown(record.get(key)) for key in header] for record in records],
+        "delimiter": "",
+    }
+
+
 def guess_columns(header: list[str]) -> dict[str, str]:
     """A first guess of which column plays which role, from common names."""
     names = {h.lower(): h for h in header}
@@ -370,6 +424,7 @@ __all__ = [
     "csv_preview",
     "guess_columns",
     "import_options",
+    "jsonl_preview",
     "remove_staged",
     "resolve_server_path",
     "source_path",

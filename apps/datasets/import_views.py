@@ -1,7 +1,7 @@
 """Import pages (project admins): choose a source and format, pick CSV columns, start the job.
 
-Step 1 (``imports:new``) takes an upload or a server path. CSV/TSV go to step 2, an htmx
-partial showing the header and the first rows with a select per column role
+Step 1 (``imports:new``) takes an upload or a server path. CSV/TSV/JSONL go to step 2, an htmx
+partial showing the header (JSONL: the keys) and the first rows with a select per column role
 (``imports:columns``); other formats start the job at once. Either way the browser lands on the
 job's page. Staged uploads are remembered in the session by a random token.
 """
@@ -57,6 +57,14 @@ class ImportSourceForm(forms.Form):
         help_text="By default the pool (train.json) is imported unlabeled.",
     )
 
+    clean_text = forms.BooleanField(
+        required=False,
+        label="Clean HTML entities and byte order marks",
+        help_text="“&amp;” → “&”, “&#39;” → “'”, “<br />” → a line break, stray byte order "
+        "marks removed. Off by default: the text is kept exactly as in the file. "
+        "(Relation extraction texts are always kept exact: entity spans point into them.)",
+    )
+
     def clean(self):
         data = super().clean()
         if data.get("source") == "upload" and not data.get("file"):
@@ -98,14 +106,28 @@ def _go_to_job(request, job):
     return redirect(url)
 
 
+COLUMN_STEP_FORMATS = ("csv", "tsv", "jsonl")
+
+
 def _columns_context(project, token: str, entry: dict, delimiter: str | None = None) -> dict:
-    preview = services.csv_preview(
-        path=services.source_path(entry),
-        fmt=entry["format"],
-        delimiter=delimiter or entry.get("delimiter") or None,
-        name=entry.get("display_name") or "",
-    )
+    if entry["format"] == "jsonl":
+        preview = services.jsonl_preview(
+            path=services.source_path(entry), name=entry.get("display_name") or ""
+        )
+    else:
+        preview = services.csv_preview(
+            path=services.source_path(entry),
+            fmt=entry["format"],
+            delimiter=delimiter or entry.get("delimiter") or None,
+            name=entry.get("display_name") or "",
+        )
     guesses = services.guess_columns(preview["header"])
+    if entry["format"] == "jsonl":
+        # Frugal's own JSONL export: "label" is the current label, the gold one is gold_label.
+        for gold in ("gold_label_name", "gold_label"):
+            if gold in preview["header"]:
+                guesses["label"] = gold
+                break
     roles = [
         ("text", "Text", True),
         ("label", "Label (gold)", False),
@@ -157,13 +179,14 @@ def import_start(request, project_id: int):
                 default_split=data["default_split"],
                 keep_train_labels=data["keep_train_labels"],
                 display_name=name,
+                clean_text=data["clean_text"],
             )
         except ValidationError as exc:
             if staged_path is not None:
                 services.remove_staged(staged_path)
             error_list = exc.messages
         else:
-            if params["format"] in ("csv", "tsv"):
+            if params["format"] in COLUMN_STEP_FORMATS:
                 token = _remember(request, params)
                 try:
                     context = _columns_context(project, token, params)
@@ -216,7 +239,7 @@ def import_preview(request, project_id: int):
 @login_required
 @require_POST
 def import_columns(request, project_id: int):
-    """Start the import of a staged CSV/TSV with the chosen columns."""
+    """Start the import of a staged CSV/TSV/JSONL with the chosen columns."""
     project = get_project_for_user(user=request.user, project_id=project_id, admin=True)
     token = request.POST.get("token", "")
     entry = _staged(request).get(token)
@@ -240,6 +263,7 @@ def import_columns(request, project_id: int):
             default_split=entry["default_split"],
             keep_train_labels=entry["keep_train_labels"],
             display_name=entry["display_name"],
+            clean_text=entry.get("clean_text", False),
         )
         context = _columns_context(project, token, entry, delimiter)
         header = context["preview"]["header"]

@@ -296,6 +296,7 @@ def next_example_to_label(
     exclude_ids=(),
     current_id: int | None = None,
     attempts: int = 8,
+    candidates=None,
 ) -> Example | None:
     """The next example ``user`` should label, claimed for them; None when none is left.
 
@@ -303,11 +304,13 @@ def next_example_to_label(
     minus ``exclude_ids`` (the ones the user skipped). ``current_id`` is kept when it is still a
     candidate (a reload shows the same example). Otherwise one is drawn at random (a random
     pivot id and the next candidate after it: two index lookups, fast on any pool size),
-    passing over examples someone else has claimed.
+    passing over examples someone else has claimed. ``candidates`` replaces the default
+    candidate set (overlap labeling hands out examples the user has not labeled yet).
     """
     if split not in GOLD_SPLITS:
         raise ValidationError(f"Gold labels go to dev or test, not {split!r}.")
-    candidates = label_candidates(project=project, split=split, from_pool=from_pool)
+    if candidates is None:
+        candidates = label_candidates(project=project, split=split, from_pool=from_pool)
     excluded = set(exclude_ids)
     if excluded:
         candidates = candidates.exclude(id__in=excluded)

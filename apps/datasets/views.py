@@ -18,6 +18,8 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
 
+from apps.agreement import selectors as agreement_selectors
+from apps.agreement import services as agreement_services
 from apps.datasets import selectors, services
 from apps.datasets.example_filters import FILTER_FIELDS, ExampleFilterForm
 from apps.datasets.highlight import highlight_entities, highlight_terms
@@ -333,6 +335,12 @@ def _card_context(request, project, split: str, from_pool: bool, *, current_id=N
     current = _session_dict(request, "label_current")
     if current_id is None:
         current_id = current.get(key)
+    k = agreement_services.overlap_for(project=project)
+    candidates = None
+    if k > 1:
+        candidates = agreement_selectors.overlap_candidates(
+            project=project, user=request.user, split=split, from_pool=from_pool, k=k
+        )
     example = services.next_example_to_label(
         project=project,
         user=request.user,
@@ -340,6 +348,7 @@ def _card_context(request, project, split: str, from_pool: bool, *, current_id=N
         from_pool=from_pool,
         exclude_ids=skipped,
         current_id=current_id,
+        candidates=candidates,
     )
     current[key] = example.pk if example else None
     request.session.modified = True
@@ -354,7 +363,9 @@ def _card_context(request, project, split: str, from_pool: bool, *, current_id=N
     pool_left = None
     if from_pool:
         pool_left = selectors.bounded_count(
-            selectors.label_candidates(project=project, split=split, from_pool=True)
+            candidates
+            if candidates is not None
+            else selectors.label_candidates(project=project, split=split, from_pool=True)
         )
     return {
         "project": project,
@@ -366,7 +377,9 @@ def _card_context(request, project, split: str, from_pool: bool, *, current_id=N
         "progress": progress,
         "pool_left": pool_left,
         "skipped_count": len(skipped),
-        "can_undo": any(entry.get("project_id") == project.pk for entry in _undo_history(request)),
+        "can_undo": any(entry.get("project_id") == project.pk for entry in _undo_history(request))
+        or (k > 1 and agreement_services.has_votes(project=project, user=request.user)),
+        "overlap": k,
         "label_url": reverse("datasets:label", args=[project.pk]),
     }
 
@@ -403,6 +416,9 @@ def _apply_label_action(request, project, split, from_pool) -> tuple[str, str, i
     key = _mode_key(project, split, from_pool)
     action = request.POST.get("action", "label")
     example_id = request.POST.get("example_id", "")
+    overlap = agreement_services.overlap_for(project=project)
+    if action == "undo" and overlap > 1:
+        return _undo_vote(request, project, key)
     if action == "undo":
         try:
             change = services.undo_last_gold_label(
@@ -446,6 +462,8 @@ def _apply_label_action(request, project, split, from_pool) -> tuple[str, str, i
         label_index = int(raw_label)
     except ValueError:
         return f"Not a label: {raw_label!r}.", "error", example.pk
+    if overlap > 1:
+        return _record_vote(request, project, key, example, label_index, split, from_pool)
     try:
         change = services.set_gold_label(
             example=example,
@@ -464,3 +482,49 @@ def _apply_label_action(request, project, split, from_pool) -> tuple[str, str, i
     _session_dict(request, "label_current")[key] = None
     request.session.modified = True
     return "", "", None
+
+
+def _record_vote(request, project, key, example, label_index, split, from_pool):
+    """Overlap labeling (k > 1): the answer is one of k; gold comes from agreement."""
+    try:
+        outcome = agreement_services.record_label(
+            project=project,
+            example=example,
+            user=request.user,
+            label=label_index,
+            split=split if from_pool else None,
+        )
+    except services.GoldLabelConflict as conflict:
+        _session_dict(request, "label_current")[key] = None
+        request.session.modified = True
+        return conflict.message, "error", None
+    except ValidationError as error:
+        return " ".join(error.messages), "error", example.pk
+    _session_dict(request, "label_current")[key] = None
+    request.session.modified = True
+    if outcome.status == "conflict":
+        return (
+            f"Saved. The {outcome.votes} labels on {example.external_id} disagree: "
+            "an admin will decide.",
+            "info",
+            None,
+        )
+    return "", "", None
+
+
+def _undo_vote(request, project, key):
+    try:
+        vote = agreement_services.undo_last_vote(project=project, user=request.user)
+    except services.GoldLabelConflict as conflict:
+        return conflict.message, "error", None
+    if vote is None:
+        return "Nothing to undo.", "info", None
+    skipped = _session_dict(request, "label_skipped").get(key, [])
+    if vote.example_id in skipped:
+        skipped.remove(vote.example_id)
+        request.session.modified = True
+    return (
+        f"Undone: {services.label_name(project, vote.label)} on example #{vote.example_id}.",
+        "info",
+        vote.example_id,
+    )

@@ -5,8 +5,10 @@ Every deployment knob is an environment variable; the defaults give the embedded
 """
 
 import datetime
+import hashlib
 import json
 import os
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -18,6 +20,9 @@ from apps.frugal.broker import configured_broker
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("FRUGAL_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# Tells installations on one host apart (queue names, worker name, cache keys): a short hash of
+# the var/ folder, stable across restarts of the same installation.
+FRUGAL_INSTALLATION_ID = hashlib.sha256(str(VAR_DIR.resolve()).encode()).hexdigest()[:8]
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -73,6 +78,9 @@ INSTALLED_APPS = [
     "apps.training",
     "apps.rules",
     "apps.api",
+    "apps.agreement",
+    "apps.guidelines",
+    "apps.bulk",
 ]
 
 MIDDLEWARE = [
@@ -88,6 +96,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.frugal.middleware.HtmxLoginRedirectMiddleware",
+    "apps.projects.middleware.ArchivedReadOnlyMiddleware",
     # Last, so that it sees the lockout flag the authentication backend sets (django-axes).
     "axes.middleware.AxesMiddleware",
 ]
@@ -250,7 +259,8 @@ CACHES = {
         {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": _cache_url,
-            "KEY_PREFIX": "frugal-cache" + os.environ.get("FRUGAL_QUEUE_PREFIX", ""),
+            "KEY_PREFIX": "frugal-cache"
+            + os.environ.get("FRUGAL_QUEUE_PREFIX", f"frugal-{FRUGAL_INSTALLATION_ID}-"),
         }
         if _cache_url
         else {
@@ -266,8 +276,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-# Queue names can be prefixed so several test runs share one Redis without stealing tasks.
-FRUGAL_QUEUE_PREFIX = os.environ.get("FRUGAL_QUEUE_PREFIX", "")
+# Queue names are prefixed so that two installations on one host (or test runs) sharing one
+# Redis never take each other's jobs. The default is per installation: a short hash of its
+# var/ folder (FRUGAL_VAR_DIR); FRUGAL_QUEUE_PREFIX overrides it ("" for bare queue names).
+FRUGAL_QUEUE_PREFIX = os.environ.get("FRUGAL_QUEUE_PREFIX", f"frugal-{FRUGAL_INSTALLATION_ID}-")
+# The worker's Celery node name, per installation likewise (FRUGAL_WORKER_NAME overrides).
+FRUGAL_WORKER_NAME = os.environ.get(
+    "FRUGAL_WORKER_NAME", f"frugal-{FRUGAL_INSTALLATION_ID}@{socket.gethostname()}"
+)
 # Whether a GPU worker consumes the gpu queue; kinds that declare "gpu" fall back to cpu otherwise.
 FRUGAL_GPU_WORKERS = env_bool("FRUGAL_GPU_WORKERS", False)
 # Per-deployment overrides of where a job kind runs: JSON {"kind": "cpu" | "gpu"}.

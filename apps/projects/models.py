@@ -28,6 +28,8 @@ class Project(models.Model):
         django_settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Archived projects are hidden from the lists and read-only (ArchivedReadOnlyMiddleware).
+    archived_at = models.DateTimeField(null=True, blank=True)
     members = models.ManyToManyField(
         django_settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
     )

@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -45,12 +46,17 @@ def _error_text(exc: ValidationError) -> str:
 @require_GET
 def project_list(request):
     user = request.user
+    projects = projects_with_stats_for_user(user=user)
+    show_archived = request.GET.get("archived") == "1"
+    archived_count = projects.filter(archived_at__isnull=False).count()
     return render(
         request,
         "projects/list.html",
         {
-            "projects": projects_with_stats_for_user(user=user),
+            "projects": projects.filter(archived_at__isnull=not show_archived),
             "can_create": user.is_staff or user.is_superuser,
+            "show_archived": show_archived,
+            "archived_count": archived_count,
         },
     )
 
@@ -131,13 +137,29 @@ def project_settings(request, project_id: int):
     )
 
 
-def _members_response(request, project, *, add_form=None, error: str = "", status: int = 200):
+def _members_response(
+    request,
+    project,
+    *,
+    add_form=None,
+    error: str = "",
+    status: int = 200,
+    new_invite: str = "",
+):
+    from apps.accounts.models import Invite
+
     context = {
         "project": project,
         "memberships": project_members(project=project),
         "add_form": add_form or AddMemberForm(),
         "roles": Role.choices,
         "error": error,
+        "invites": [
+            invite
+            for invite in Invite.objects.filter(project=project, used_at__isnull=True)[:50]
+            if invite.state == "open"
+        ],
+        "new_invite": new_invite,
     }
     if request.htmx:
         # htmx swaps only 2xx responses: errors come back inside the region, with 200.
@@ -230,3 +252,119 @@ def member_remove(request, project_id: int, membership_id: int):
         # You left the project: its pages are closed to you now.
         return _redirect(request, f"You left “{project.name}”.", reverse("projects:list"))
     return _members_done(request, project, f"{membership.user.username} removed from the project.")
+
+
+@login_required
+@require_POST
+def member_invite(request, project_id: int):
+    """A one-time invite link into this project (shown once, in the response)."""
+    from apps.accounts import people
+    from apps.accounts.people_views import invite_url
+
+    project = get_project_for_user(user=request.user, project_id=project_id, admin=True)
+    raw_days = request.POST.get("days", str(people.INVITE_DAYS))
+    try:
+        _, secret = people.create_invite(
+            by=request.user,
+            project=project,
+            role=request.POST.get("role", Role.ANNOTATOR),
+            note=request.POST.get("note", ""),
+            days=int(raw_days) if raw_days.isdigit() else raw_days,
+        )
+    except ValidationError as exc:
+        return _members_response(request, project, error=_error_text(exc), status=400)
+    return _members_response(request, project, new_invite=invite_url(request, secret))
+
+
+@login_required
+@require_POST
+def member_invite_revoke(request, project_id: int, invite_id: int):
+    from apps.accounts import people
+    from apps.accounts.models import Invite
+
+    project = get_project_for_user(user=request.user, project_id=project_id, admin=True)
+    invite = Invite.objects.filter(project=project, pk=invite_id).first()
+    if invite is None:
+        raise Http404("No such invite.")
+    people.revoke_invite(invite=invite, by=request.user)
+    return _members_done(request, project, "Invite revoked; its link no longer works.")
+
+
+# --- archive and delete (project admins and staff) ------------------------------------------
+
+
+def _managed_project(request, project_id: int):
+    """The project if the user may archive/delete it; 404 for non-members, 403 for annotators."""
+    from apps.projects import lifecycle
+    from apps.projects.models import Project
+    from apps.projects.selectors import role_in_project
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        raise Http404("No such project.")
+    if lifecycle.can_manage(user=request.user, project=project):
+        project.user_role = role_in_project(user=request.user, project=project) or Role.ADMIN
+        return project
+    if role_in_project(user=request.user, project=project) is None:
+        raise Http404("No such project.")
+    raise PermissionDenied("Only project admins and staff can archive or delete a project.")
+
+
+@login_required
+@require_POST
+def project_archive(request, project_id: int):
+    from apps.projects import lifecycle
+
+    project = _managed_project(request, project_id)
+    lifecycle.archive_project(project=project, user=request.user)
+    messages.success(request, f"“{project.name}” is archived: hidden from the list and read-only.")
+    return redirect("projects:dashboard", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def project_unarchive(request, project_id: int):
+    from apps.projects import lifecycle
+
+    project = _managed_project(request, project_id)
+    lifecycle.unarchive_project(project=project, user=request.user)
+    messages.success(request, f"“{project.name}” is active again.")
+    return redirect("projects:dashboard", project_id=project.pk)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def project_delete(request, project_id: int):
+    """Delete after the project's name is typed; shows what will go first."""
+    from apps.jobs.models import Artifact, Job
+    from apps.projects import lifecycle
+
+    project = _managed_project(request, project_id)
+    error = ""
+    if request.method == "POST":
+        try:
+            removed = lifecycle.delete_project(
+                project=project, user=request.user, confirm_name=request.POST.get("name", "")
+            )
+        except ValidationError as exc:
+            error = _error_text(exc)
+        else:
+            messages.success(
+                request,
+                f"Project “{project.name}” deleted: {removed['examples']:,} examples, "
+                f"{removed['jobs']:,} jobs and {removed['artifacts']:,} stored artifacts.",
+            )
+            return redirect("projects:list")
+    overview = project_overview(project=project)
+    return render(
+        request,
+        "projects/delete.html",
+        {
+            "project": project,
+            "error": error,
+            "examples": overview["total"],
+            "jobs": Job.objects.filter(project=project).count(),
+            "artifacts": Artifact.objects.filter(project=project).count(),
+        },
+        status=400 if error else 200,
+    )

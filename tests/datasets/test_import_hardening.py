@@ -94,11 +94,17 @@ def test_json_array_uploads_are_accepted(admin_client, project):
     assert Example.objects.filter(project=project).count() == 2
 
 
+def _through_columns(client, project, response):
+    """JSONL imports have a column step: take ``text`` as the text."""
+    token = response.content.decode().split('name="token" value="')[1].split('"')[0]
+    client.post(f"/projects/{project.pk}/import/columns/", {"token": token, "column_text": "text"})
+
+
 def test_server_path_errors_and_parameters_never_show_server_folders(
     client, admin_client, project, annotator, dirs
 ):
     (dirs["root"] / "sub").mkdir()
-    (dirs["root"] / "sub" / "bad.jsonl").write_text('{"id": "a"}\n')
+    (dirs["root"] / "sub" / "bad.jsonl").write_text('{"id": "a", "text": ""}\n')
     refused = admin_client.post(
         f"/projects/{project.pk}/import/",
         {"source": "path", "path": "/etc/passwd", "default_split": "pool"},
@@ -107,10 +113,11 @@ def test_server_path_errors_and_parameters_never_show_server_folders(
     assert "passwd: imports may only read below the allowed import folders" in (
         refused.content.decode()
     )
-    admin_client.post(
+    step = admin_client.post(
         f"/projects/{project.pk}/import/",
         {"source": "path", "path": "sub/bad.jsonl", "default_split": "pool"},
     )
+    _through_columns(admin_client, project, step)
     job = Job.objects.get()
     assert job.params["path"] == "sub/bad.jsonl"
     run_job(job.pk, handle_import)
@@ -123,10 +130,11 @@ def test_server_path_errors_and_parameters_never_show_server_folders(
 
 def test_a_job_whose_path_left_the_roots_fails_clearly(admin_client, project, dirs, settings):
     (dirs["root"] / "ok.jsonl").write_text('{"id": "a", "text": "x"}\n')
-    admin_client.post(
+    step = admin_client.post(
         f"/projects/{project.pk}/import/",
         {"source": "path", "path": "ok.jsonl", "default_split": "pool"},
     )
+    _through_columns(admin_client, project, step)
     job = Job.objects.get()
     other = dirs["tmp"] / "elsewhere"
     other.mkdir()

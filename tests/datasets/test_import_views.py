@@ -51,6 +51,15 @@ def upload(name: str, content: bytes | str, **fields) -> dict:
     }
 
 
+def through_columns(client, project, response, **columns):
+    """Pass the column step (JSONL and CSV have one): the text column is ``text`` unless given."""
+    html = response.content.decode()
+    token = html.split('name="token" value="')[1].split('"')[0]
+    data = {"token": token, "column_text": "text"}
+    data.update({f"column_{key}": value for key, value in columns.items()})
+    return client.post(page(project) + "columns/", data)
+
+
 def run_the_job(job: Job) -> Job:
     run_job(job.pk, handle_import)
     job.refresh_from_db()
@@ -109,6 +118,9 @@ def test_jsonl_upload_starts_a_job_and_redirects_to_its_page(admin_client, proje
     response = admin_client.post(
         page(project), upload("data.jsonl", (FIXTURES / "examples.jsonl").read_bytes())
     )
+    assert response.status_code == 200 and not Job.objects.exists()  # the column step first
+    assert '<th scope="col">text</th>' in response.content.decode()
+    response = through_columns(admin_client, project, response)
     job = Job.objects.get(kind="import_dataset")
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
     staged = Path(job.params["path"])
@@ -123,7 +135,9 @@ def test_jsonl_upload_starts_a_job_and_redirects_to_its_page(admin_client, proje
 
 def test_failed_import_job_names_the_problems_and_writes_nothing(admin_client, project):
     bad = '{"id": "a", "text": "fine", "label": "HAM"}\n{"id": "b", "text": "", "label": "EGGS"}\n'
-    admin_client.post(page(project), upload("bad.jsonl", bad))
+    through_columns(
+        admin_client, project, admin_client.post(page(project), upload("bad.jsonl", bad))
+    )
     job = run_the_job(Job.objects.get())
     assert job.status == "failed"
     assert "bad.jsonl, line 2, column 'text': the text is empty" in job.error
@@ -325,7 +339,11 @@ def test_upload_is_kept_when_a_database_error_sends_the_job_back_to_the_queue(
 ):
     from django.db import OperationalError
 
-    admin_client.post(page(project), upload("a.jsonl", '{"text": "x"}\n'))
+    through_columns(
+        admin_client,
+        project,
+        admin_client.post(page(project), upload("a.jsonl", '{"text": "x"}\n')),
+    )
     job = Job.objects.get()
 
     def lost_connection(**kwargs):

@@ -14,8 +14,10 @@ Label rule (also in the README): a label value is a label *name* or a label *ind
 - ``-1``, an empty string and null mean "no label".
 """
 
+import html
 import json
 import math
+import re
 
 from apps.datasets.models import LabelSource, Split
 from apps.datasets.pipeline.exceptions import Problems
@@ -61,6 +63,22 @@ class BadValue(ValueError):
     def __init__(self, reason: str, column: str | None = None):
         super().__init__(reason)
         self.column = column
+
+
+_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def clean_markup(text: str) -> str:
+    """``text`` with HTML entities decoded (``&amp;`` → ``&``, ``&#39;`` → ``'``), ``<br>``
+    tags as line breaks and byte order marks removed (the import's "clean" option)."""
+    if "\ufeff" in text:
+        text = text.replace("\ufeff", "")
+    if "<" in text:
+        text = _BREAK.sub("\n", text)
+    if "&" in text:
+        text = html.unescape(text)
+        text = _BREAK.sub("\n", text)  # an escaped &lt;br /&gt; is a break too
+    return text
 
 
 class LabelMap:
@@ -171,8 +189,11 @@ class RowMaker:
         problems: Problems,
         labels_fixed_for_votes: bool,
         max_text_chars: int | None = None,
+        clean_text: bool = False,
     ):
         self.labels = labels
+        # Relation extraction keeps its text exact: entity spans are offsets into it.
+        self.clean_text = clean_text and task_type != TaskType.RELATION_EXTRACTION
         self.relation = task_type == TaskType.RELATION_EXTRACTION
         self.default_split = default_split
         self.problems = problems
@@ -202,6 +223,8 @@ class RowMaker:
                 raise BadValue("the text is missing", "text")
             if not isinstance(text, str):
                 raise BadValue(f"the text must be a string, not {type(text).__name__}", "text")
+        if self.clean_text:
+            text = clean_markup(text)
         if not text or text.isspace():
             raise BadValue("the text is empty", "text")
         if "\x00" in text:

@@ -53,6 +53,7 @@ class ImportOptions:
     default_split: str = Split.POOL.value
     keep_train_labels: bool = False
     display_name: str | None = None  # the file's name as the user knows it (uploads)
+    clean_text: bool = False  # unescape HTML entities, <br> → newline, drop byte order marks
 
     @classmethod
     def from_params(cls, params: dict) -> "ImportOptions":
@@ -63,6 +64,7 @@ class ImportOptions:
             default_split=params.get("default_split") or Split.POOL.value,
             keep_train_labels=bool(params.get("keep_train_labels")),
             display_name=params.get("display_name") or None,
+            clean_text=bool(params.get("clean_text")),
         )
 
 
@@ -171,7 +173,8 @@ class _ObjectMapper:
 
 
 def _jsonl_source(path, name, options, problems, counter):
-    columns = options.columns
+    # The column step's "label" role is the gold label, as for CSV.
+    columns = {("gold_label" if k == "label" else k): v for k, v in options.columns.items()}
     if options.format == "json":
         records = read_json_array(path, name, problems, counter)
     else:
@@ -320,6 +323,10 @@ def _wrench_labels(folder: Path, prefix: str, project: Project, problems: Proble
         reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
         problems.add(name, f'expected {{"0": name, "1": name, ...}} ({reason})')
         return None
+    if project.labels and [n.casefold() for n in names] == [
+        str(label).casefold() for label in project.labels
+    ]:
+        return list(project.labels)  # ``ham`` and ``HAM`` are the same label: keep the project's
     if project.labels and names != list(project.labels):
         problems.add(
             name,
@@ -440,6 +447,7 @@ def _run(project, path, files, name, prefix, options, problems, total, progress)
         problems=problems,
         labels_fixed_for_votes=not labels.grow,
         max_text_chars=settings.FRUGAL_MAX_TEXT_CHARS,
+        clean_text=options.clean_text,
     )
     from apps.datasets.pipeline.writers import ExampleWriter
 

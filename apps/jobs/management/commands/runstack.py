@@ -150,7 +150,7 @@ class Command(BaseCommand):
         # for any process of this checkout started later, and passed to both children.
         broker = choose_broker(settings.VAR_DIR)
         env["CELERY_BROKER_URL"] = broker
-        nodename = f"frugal@{socket.gethostname()}"
+        nodename = settings.FRUGAL_WORKER_NAME  # per installation: two stacks never share one
         children: dict[str, subprocess.Popen] = {}
         stopping = False
 
