@@ -18,8 +18,6 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
 
-from apps.agreement import selectors as agreement_selectors
-from apps.agreement import services as agreement_services
 from apps.datasets import selectors, services
 from apps.datasets.example_filters import FILTER_FIELDS, ExampleFilterForm
 from apps.datasets.highlight import highlight_entities, highlight_terms
@@ -330,6 +328,11 @@ def _label_url(project, split: str, from_pool: bool) -> str:
 
 
 def _card_context(request, project, split: str, from_pool: bool, *, current_id=None) -> dict:
+    # apps.agreement builds on datasets (its answers point at examples), so the gold labeling
+    # page asks it for overlap at the point of use rather than importing it at module level.
+    from apps.agreement import selectors as agreement_selectors
+    from apps.agreement import services as agreement_services
+
     key = _mode_key(project, split, from_pool)
     skipped = _session_dict(request, "label_skipped").get(key, [])
     current = _session_dict(request, "label_current")
@@ -413,6 +416,8 @@ def label(request, project_id: int):
 
 def _apply_label_action(request, project, split, from_pool) -> tuple[str, str, int | None]:
     """Run the posted decision; returns (notice, level, example to show next or None)."""
+    from apps.agreement import services as agreement_services  # see _card_context
+
     key = _mode_key(project, split, from_pool)
     action = request.POST.get("action", "label")
     example_id = request.POST.get("example_id", "")
@@ -486,6 +491,8 @@ def _apply_label_action(request, project, split, from_pool) -> tuple[str, str, i
 
 def _record_vote(request, project, key, example, label_index, split, from_pool):
     """Overlap labeling (k > 1): the answer is one of k; gold comes from agreement."""
+    from apps.agreement import services as agreement_services  # see _card_context
+
     try:
         outcome = agreement_services.record_label(
             project=project,
@@ -513,6 +520,8 @@ def _record_vote(request, project, key, example, label_index, split, from_pool):
 
 
 def _undo_vote(request, project, key):
+    from apps.agreement import services as agreement_services  # see _card_context
+
     try:
         vote = agreement_services.undo_last_vote(project=project, user=request.user)
     except services.GoldLabelConflict as conflict:
