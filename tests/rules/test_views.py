@@ -229,3 +229,33 @@ def test_a_rule_of_another_project_is_not_found(client, project, suggestions, ma
     url = reverse("rules:delete", args=[other.pk, suggestions[0].pk])
     assert client.post(url).status_code == 404
     assert Rule.objects.filter(pk=suggestions[0].pk).exists()
+
+
+def test_write_a_rule_preview_says_stopped_after_n_examples(
+    client, project, examples, annotator, settings, monkeypatch
+):
+    settings.FRUGAL_PREVIEW_MAX_BYTES = 0
+    monkeypatch.setattr("models.prboost.matching.PER_TEXT_BLOCK", 1)
+    client.force_login(annotator)
+    body = client.get(
+        reverse("rules:preview", args=[project.pk]),
+        {"kind": "regex", "pattern": "(?s).*e", "label": "1"},
+        **HTMX,
+    ).content.decode()
+    assert "Preview stopped after" in body and "examples" in body
+
+
+def test_review_edit_with_thirty_thousand_words_answers_fast_and_clearly(
+    client, project, suggestions, annotator
+):
+    import time
+
+    client.force_login(annotator)
+    url = reverse("rules:rule_preview", args=[project.pk, suggestions[0].pk])
+    started = time.perf_counter()
+    body = client.get(url, {"words": ", ".join(f"w{i}" for i in range(30_000))}, **HTMX)
+    assert time.perf_counter() - started < 2.0
+    assert "30,000 words" in body.content.decode()
+    # Under the cap, duplicates collapse to one word each (a set, no quadratic work).
+    body = client.get(url, {"words": ", ".join(["song"] * 900)}, **HTMX).content.decode()
+    assert "<strong>2</strong> of 8" in body
