@@ -87,6 +87,16 @@ def launchable_kinds() -> dict[str, LaunchableKind]:
     return dict(_LAUNCHABLE)
 
 
+def kind_label(kind: str) -> str:
+    """What people read for a job kind: the launchable kind's label ("Finalize labels"), never
+    the internal name; an unregistered kind reads as words ("Some kind")."""
+    known = _LAUNCHABLE.get(kind)
+    if known is not None:
+        return known.label
+    words = kind.replace("_", " ").strip()
+    return words[:1].upper() + words[1:] if words else "Job"
+
+
 def _number(params: dict, name: str, default, *, low, high, kind=float):
     value = params.get(name, default)
     if value is None:

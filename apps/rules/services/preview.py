@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db import connection
 from django.utils.safestring import SafeString
 
 from apps.datasets.models import Example
@@ -182,13 +183,9 @@ def preview_rule(
                 scaled_count = getattr(preview, name) * total[split] / seen[split]
                 setattr(preview, name, int(round(scaled_count)))
     if dev_ids.size:
-        golds = list(
-            Example.objects.filter(
-                project=project, pk__in=dev_ids.tolist(), gold_label__isnull=False
-            ).values_list("gold_label", flat=True)
+        preview.dev_labeled, preview.dev_correct = _gold_agreement(
+            project=project, ids=dev_ids, label=rule.label
         )
-        preview.dev_labeled = len(golds)
-        preview.dev_correct = sum(1 for g in golds if g == rule.label)
     sample_positions = _spread(pool_positions, samples)
     preview.samples = [
         PreviewSample(
@@ -199,6 +196,26 @@ def preview_rule(
     ]
     preview.elapsed_ms = (time.perf_counter() - started) * 1000
     return preview
+
+
+def _gold_agreement(*, project: Project, ids: np.ndarray, label: int) -> tuple[int, int]:
+    """(examples among ``ids`` with a gold label, those whose gold label is ``label``): one
+    row back from the database, the ids as one array parameter on PostgreSQL (thousands of
+    matched dev examples cost one query, not thousands of rows)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), count(*) FILTER (WHERE gold_label = %s) FROM datasets_example "
+                "WHERE project_id = %s AND id = ANY(%s) AND gold_label IS NOT NULL",
+                [label, project.pk, ids.tolist()],
+            )
+            labeled, correct = cursor.fetchone()
+        return int(labeled), int(correct)
+    golds = Example.objects.filter(
+        project=project, pk__in=ids.tolist(), gold_label__isnull=False
+    ).values_list("gold_label", flat=True)
+    values = list(golds)
+    return len(values), sum(1 for g in values if g == label)
 
 
 def _spread(positions: np.ndarray, k: int) -> list[int]:
