@@ -11,12 +11,11 @@ the rows are staged outside the main database and committed at the end; the rela
 import logging
 import threading
 import time
-from pathlib import Path
 
 from django.db import InterfaceError, OperationalError, connection
 
 from apps.datasets import search_index
-from apps.datasets.import_services import remove_staged, resolve_server_path
+from apps.datasets.import_services import remove_staged, resolve_server_path, staged_path
 from apps.datasets.pipeline import ImportFailed, ImportOptions, import_examples
 from apps.jobs.models import Job
 from apps.projects.models import Project
@@ -100,7 +99,7 @@ class ProgressRelay:
 
 def handle_import(ctx: JobContext) -> dict:
     params = ctx.params
-    staged = Path(params["path"]) if params.get("source") == "upload" else None
+    staged = staged_path(params["path"]) if params.get("source") == "upload" else None
     retrying = False
     try:
         project = Project.objects.get(pk=ctx.project_id)

@@ -31,7 +31,7 @@ from models.prboost.rules import PromptRule, RegexRule, RuleError, rule_from_dic
 PREVIEW_SAMPLES = 8
 PREVIEW_TEXT_CHARS = 320
 # A dense regex (most texts match) is counted on this many texts while typing (see preview_rule).
-PREVIEW_DENSE_BUDGET = 20_000
+PREVIEW_DENSE_BUDGET = 10_000
 # Every preview (edits and saves too) stops matching a regex after this long or this many bytes
 # of text scanned (settings FRUGAL_PREVIEW_MAX_SECONDS, FRUGAL_PREVIEW_MAX_BYTES).
 DEFAULT_MAX_SECONDS = 0.6
