@@ -285,7 +285,7 @@ FRUGAL_MAINTENANCE_INTERVAL_S = float(os.environ.get("FRUGAL_MAINTENANCE_INTERVA
 FRUGAL_TEXT_CACHE_CHARS = int(os.environ.get("FRUGAL_TEXT_CACHE_CHARS", "50000000"))
 # A rule preview (typing, an edit's recount, saving a rule) stops matching a regex after this
 # many seconds or bytes of text scanned, and says "stopped after N examples" (issue 13).
-FRUGAL_PREVIEW_MAX_SECONDS = float(os.environ.get("FRUGAL_PREVIEW_MAX_SECONDS", "0.6"))
+FRUGAL_PREVIEW_MAX_SECONDS = float(os.environ.get("FRUGAL_PREVIEW_MAX_SECONDS", "0.5"))
 FRUGAL_PREVIEW_MAX_BYTES = int(os.environ.get("FRUGAL_PREVIEW_MAX_BYTES", str(256 << 20)))
 
 REST_FRAMEWORK = {

@@ -823,7 +823,8 @@ class JoinedTexts:
         """(sorted positions of the texts ``rule`` matches, the positions looked at or None).
 
         Exact unless ``budget``: then a regex that matches most texts (past ``DENSE_SHARE``) or
-        whose hits run past their text is run on an even sample of about ``budget`` of the
+        whose hits run past their text (or any rule that takes long, with ``max_seconds``) is
+        run on an even sample of about ``budget`` of the
         remaining texts, plus those marked in ``always`` ((N,) bool), and the second value
         lists the positions looked at. No cap on time: see :meth:`match_bounded`.
         """
@@ -845,20 +846,65 @@ class JoinedTexts:
         sampled as in :meth:`match`). Keyword rules are one linear Aho-Corasick pass and are
         not cut."""
         if isinstance(rule, KeywordRule) and rule.scope == "text":
-            return BoundedMatch(self._keyword_matches(rule))
+            return self._keyword_matches(
+                rule, budget=budget, always=always, max_seconds=max_seconds, max_bytes=max_bytes
+            )
         if isinstance(rule, RegexRule) and rule.scope == "text":
             return self._regex_matches(
                 rule, budget=budget, always=always, max_seconds=max_seconds, max_bytes=max_bytes
             )
         return BoundedMatch(match_rule(rule, self.corpus))
 
-    def _keyword_matches(self, rule: KeywordRule) -> np.ndarray:
+    def _keyword_matches(
+        self,
+        rule: KeywordRule,
+        *,
+        budget: int | None = None,
+        always: np.ndarray | None = None,
+        max_seconds: float | None = None,
+        max_bytes: int | None = None,
+    ) -> BoundedMatch:
         """The engine's keyword matching (same normalization, automaton and word boundaries)
-        on the joined texts."""
+        on the joined texts, in windows of about ``JOINED_WINDOW_BYTES`` characters that end at
+        text edges, so the clock is looked at between windows. With a ``budget``, a scan that
+        has spent a third of ``max_seconds`` goes on with the per-text engine on a sample of the
+        rest (as dense regexes do); out of time, it stops (``stopped_after``)."""
+        import time
+
+        clock = _Budget(max_seconds, max_bytes)
         joined, is_word, seps = self.joined(rule.case_sensitive)
         words = list(dict.fromkeys(rule.normalized_words))
         scanner = KeywordScanner(words, rule.case_sensitive)
-        flat = np.fromiter(chain.from_iterable(scanner.automaton.iter(joined)), dtype=np.int64)
+        n = len(self.corpus.texts)
+        parts: list[np.ndarray] = []
+        doc = 0
+        while doc < n:
+            start = 0 if doc == 0 else int(seps[doc - 1]) + 1
+            edge = int(np.searchsorted(seps, start + JOINED_WINDOW_BYTES))  # first text after
+            stop = int(seps[edge]) if edge < seps.size else len(joined)
+            edge = min(n, edge + 1)
+            parts.append(
+                self._keyword_window(rule, scanner, words, joined, is_word, seps, start, stop)
+            )
+            clock.scanned += stop - start
+            doc = edge
+            now = time.perf_counter()
+            if doc < n and budget is not None and clock.past_third(now):
+                found = np.concatenate(parts).tolist() if parts else []
+                return self._per_text(
+                    rule, doc, budget=budget, always=always, clock=clock, found=found
+                )
+            if doc < n and clock.over(now):
+                matched = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+                return BoundedMatch(matched, np.arange(doc, dtype=np.int64), stopped_after=doc)
+        matched = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return BoundedMatch(matched)
+
+    @staticmethod
+    def _keyword_window(rule, scanner, words, joined, is_word, seps, start, stop) -> np.ndarray:
+        """Sorted positions of the texts matched in ``joined[start:stop]`` (whole texts)."""
+        hits = scanner.automaton.iter(joined, start, stop)
+        flat = np.fromiter(chain.from_iterable(hits), dtype=np.int64)
         if flat.size == 0:
             return np.zeros(0, dtype=np.int64)
         ends, wids = flat[0::2], flat[1::2]
@@ -958,7 +1004,7 @@ class JoinedTexts:
 
     def _per_text(
         self,
-        rule: RegexRule,
+        rule: KeywordRule | RegexRule,
         first: int,
         *,
         budget: int | None,

@@ -102,6 +102,41 @@ def test_highlight_skips_overlaps_and_takes_attributes():
     assert html == '<mark a="1">abc</mark>d<mark a="3">ef</mark>'
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=texts_strategy,
+    words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
+    window=st.sampled_from([1, 5, 30, 1 << 20]),
+)
+def test_keyword_matching_in_windows_is_the_engines(texts, words, window):
+    import models.prboost.matching as matching
+
+    corpus = Corpus(texts=texts)
+    saved, matching.JOINED_WINDOW_BYTES = matching.JOINED_WINDOW_BYTES, window
+    try:
+        for mode in ("any", "all"):
+            rule = KeywordRule(words=tuple(words), label=1, mode=mode)
+            result = JoinedTexts(corpus).match_bounded(rule)
+            assert result.stopped_after is None
+            assert np.array_equal(result.matched, match_rule(rule, corpus)), rule
+    finally:
+        matching.JOINED_WINDOW_BYTES = saved
+
+
+def test_a_keyword_scan_stops_at_the_time_cap_or_goes_on_with_a_sample(monkeypatch):
+    monkeypatch.setattr("models.prboost.matching.JOINED_WINDOW_BYTES", 1000)
+    texts = [f"free row {i}" if i % 3 else f"row {i}" for i in range(20_000)]
+    corpus = Corpus(texts=texts)
+    rule = KeywordRule(words=("free",), label=1)
+    cut = JoinedTexts(corpus).match_bounded(rule, max_seconds=0.0)
+    assert cut.stopped_after is not None and 0 < cut.stopped_after < len(texts)
+    expected = match_rule(rule, Corpus(texts=texts[: cut.stopped_after]))
+    assert np.array_equal(cut.matched, expected)
+    sampled = JoinedTexts(corpus).match_bounded(rule, budget=500, max_seconds=0.0)
+    assert sampled.looked is not None and set(sampled.matched) <= set(sampled.looked.tolist())
+    assert set(sampled.matched.tolist()) == {i for i in sampled.looked.tolist() if i % 3}
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     texts=texts_strategy,

@@ -259,3 +259,31 @@ def test_review_edit_with_thirty_thousand_words_answers_fast_and_clearly(
     # Under the cap, duplicates collapse to one word each (a set, no quadratic work).
     body = client.get(url, {"words": ", ".join(["song"] * 900)}, **HTMX).content.decode()
     assert "<strong>2</strong> of 8" in body
+
+
+def test_the_last_suggestions_held_by_someone_else_are_named_not_nothing_left(
+    client, project, suggestions, annotator, second_annotator
+):
+    # bob holds the last suggestion; annie decided the other three.
+    for rule in suggestions[:3]:
+        services.decide(rule=rule, user=annotator, action="reject", expected_version=1)
+    held = services.next_suggestion_for(project=project, user=second_annotator)
+    assert held.pk == suggestions[3].pk
+    client.force_login(annotator)
+    body = client.get(review_url(project)).content.decode()
+    assert "1 suggestion is being reviewed by bob" in body
+    assert "Nothing left to review" not in body
+    # Once bob decides, it is over for everyone.
+    services.decide(rule=held, user=second_annotator, action="accept", expected_version=1)
+    body = client.get(review_url(project)).content.decode()
+    assert "Nothing left to review in round 1" in body and "being reviewed by" not in body
+
+
+def test_u_after_a_skip_in_review_brings_the_skipped_suggestion_back(
+    client, project, suggestions, annotator
+):
+    client.force_login(annotator)
+    first = services.next_suggestion_for(project=project, user=annotator)
+    client.post(review_url(project), {"rule_id": first.pk, "version": 1, "action": "skip"}, **HTMX)
+    body = client.post(review_url(project), {"action": "undo"}, **HTMX).content.decode()
+    assert f'name="rule_id" value="{first.pk}"' in body

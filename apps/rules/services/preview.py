@@ -34,7 +34,7 @@ PREVIEW_TEXT_CHARS = 320
 PREVIEW_DENSE_BUDGET = 10_000
 # Every preview (edits and saves too) stops matching a regex after this long or this many bytes
 # of text scanned (settings FRUGAL_PREVIEW_MAX_SECONDS, FRUGAL_PREVIEW_MAX_BYTES).
-DEFAULT_MAX_SECONDS = 0.6
+DEFAULT_MAX_SECONDS = 0.5
 DEFAULT_MAX_BYTES = 256 << 20
 
 
