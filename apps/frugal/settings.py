@@ -270,10 +270,12 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 FRUGAL_QUEUE_PREFIX = os.environ.get("FRUGAL_QUEUE_PREFIX", "")
 # Whether a GPU worker consumes the gpu queue; kinds that declare "gpu" fall back to cpu otherwise.
 FRUGAL_GPU_WORKERS = env_bool("FRUGAL_GPU_WORKERS", False)
-# Per-deployment overrides of where a job kind runs: JSON {"kind": "cpu" | "gpu"}.
+# Per-deployment overrides of where a job kind runs: JSON {"kind": "cpu" | "gpu" | "interactive"}.
 FRUGAL_JOB_QUEUES = json.loads(os.environ.get("FRUGAL_JOB_QUEUES") or "{}")
 if not isinstance(FRUGAL_JOB_QUEUES, dict):
-    raise ImproperlyConfigured('FRUGAL_JOB_QUEUES must be a JSON object {"kind": "cpu"|"gpu"}.')
+    raise ImproperlyConfigured(
+        'FRUGAL_JOB_QUEUES must be a JSON object {"kind": "cpu"|"gpu"|"interactive"}.'
+    )
 # A running job whose heartbeat is older than this is considered dead.
 FRUGAL_JOB_HEARTBEAT_TIMEOUT_S = int(os.environ.get("FRUGAL_JOB_HEARTBEAT_TIMEOUT_S", "120"))
 # A job whose worker died is re-run until it has been started this many times in all.

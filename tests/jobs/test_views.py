@@ -277,3 +277,28 @@ def test_internal_job_kinds_never_appear_raw_on_job_pages(client, make_job, proj
     body = pages[0].content.decode()
     assert "Finalize labels" in body and "Warm the PRBoost cache" in body
     assert "Build the search index" in body
+
+
+def test_a_queued_job_says_what_it_waits_for(client, make_job, project, admin_user):
+    import datetime
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    warm = make_job(
+        kind="prboost_warm_cache",
+        status=JobStatus.RUNNING,
+        progress=0.4,
+        queue="cpu",
+        started_at=now,
+    )
+    queued = make_job(kind="train_prboost_round", queue="cpu")
+    alone = make_job(kind="import_dataset", queue="interactive")
+    Job.objects.filter(pk=queued.pk).update(created_at=now + datetime.timedelta(seconds=1))
+    client.force_login(admin_user)
+    body = client.get(reverse("jobs:status", args=[queued.pk])).content.decode()
+    assert f"Behind job #{warm.pk}, Warm the PRBoost cache, 40% on the cpu queue." in body
+    body = client.get(reverse("jobs:status", args=[alone.pk])).content.decode()
+    assert "Waiting for a worker on the interactive queue." in body
+    body = client.get(reverse("jobs:status", args=[warm.pk])).content.decode()
+    assert "job-waiting" not in body
