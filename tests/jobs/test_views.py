@@ -59,7 +59,7 @@ def test_members_see_their_projects_jobs(client, make_job, project, annotator):
         response = client.get(url)
         assert response.status_code == 200, url
         body = response.content.decode()
-        assert "selftest" in body or reverse("jobs:status", args=[job.pk]) in body, url
+        assert "Worker self-test" in body or reverse("jobs:status", args=[job.pk]) in body, url
     assert "Scoring rules" in client.get(reverse("jobs:detail", args=[job.pk])).content.decode()
 
 
