@@ -245,9 +245,7 @@ def test_a_graceful_stop_requeues_without_using_an_attempt_and_names_the_job(
     assert [m["args"] for m in sent] == [[job.pk]]
 
 
-def test_a_lost_pool_process_is_retried_while_attempts_remain_then_failed(
-    make_job, settings, sent
-):
+def test_a_lost_pool_process_is_retried_while_attempts_remain_then_failed(make_job, settings, sent):
     from workers.celery_app import _lost_cause
 
     settings.FRUGAL_JOB_MAX_ATTEMPTS = 2
