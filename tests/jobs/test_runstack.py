@@ -172,6 +172,7 @@ def test_runstack_restarts_a_killed_worker_and_keeps_serving(start_stack):
         ]
 
     assert len(workers()) == 2  # model jobs, interactive jobs
+    assert all(p.nice() >= 10 for p in workers())  # batch work yields to the web server
     victim = next(p for p in workers() if "frugal-interactive@" not in " ".join(p.cmdline()))
     os.kill(victim.pid, signal.SIGKILL)  # the main process only
     _wait_until(
