@@ -219,11 +219,13 @@ def celery_worker_factory(worker_database_url, settings, celery_pool):
     pool_args = ["--pool", celery_pool, "--concurrency", "1"] if celery_pool else WORKER_POOL_ARGS
     started: list[CeleryWorkerProcess] = []
 
-    def start(*, nodename: str | None = None) -> CeleryWorkerProcess:
+    def start(
+        *, nodename: str | None = None, queues: tuple[str, ...] = ("cpu", "gpu", "interactive")
+    ) -> CeleryWorkerProcess:
         nodename = nodename or f"{prefix}w{len(started)}@{socket.gethostname()}"
         cmd = [
             *(sys.executable, "-m", "celery", "-A", "workers", "worker"),
-            *("-Q", f"{prefix}cpu,{prefix}gpu", *pool_args, "-n", nodename),
+            *("-Q", ",".join(prefix + q for q in queues), *pool_args, "-n", nodename),
             *("--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"),
         ]
         proc = subprocess.Popen(

@@ -97,9 +97,10 @@ def _stop_maintenance(sender=None, **kwargs):
 
 
 @signals.task_failure.connect
-def _fail_job_when_pool_process_died(sender=None, task_id=None, exception=None, **kwargs):
-    """A prefork pool process killed mid-task (out of memory, signal) reaches the parent as
-    WorkerLostError; the job is failed at once instead of waiting for the heartbeat timeout."""
+def _retry_job_when_pool_process_died(sender=None, task_id=None, exception=None, **kwargs):
+    """A prefork pool process killed mid-task (out of memory, a signal) reaches the parent as
+    WorkerLostError: the job is re-queued at once while attempts remain, else failed, with a
+    message naming Frugal's job id and the signal (not Celery's ids)."""
     from billiard.exceptions import WorkerLostError
 
     if not isinstance(exception, WorkerLostError):
@@ -107,12 +108,39 @@ def _fail_job_when_pool_process_died(sender=None, task_id=None, exception=None, 
     job_id = _job_id_from_args(kwargs.get("args"), kwargs.get("kwargs"))
     if job_id is None:
         return
-    from apps.jobs.runner import fail_job
+    from apps.jobs.services import retry_lost_job
 
-    fail_job(
-        job_id,
-        f"The worker process running this job died ({exception}); it may have run out of memory.",
-    )
+    try:
+        retry_lost_job(job_id=job_id, cause=_lost_cause(exception))
+    except Exception:  # noqa: BLE001 - the stale-job pass catches it later
+        logger.exception("job %s: could not re-queue after its pool process died", job_id)
+
+
+def _lost_cause(exception) -> str:
+    """ "signal 9 (SIGKILL)" or "exit code 1" from billiard's WorkerLostError text."""
+    import re
+
+    text = str(exception)
+    found = re.search(r"(signal \d+(?: \(\w+\))?|exitcode \d+)", text)
+    if found is None:
+        return "it exited unexpectedly"
+    return found.group(1).replace("exitcode", "exit code")
+
+
+@signals.worker_shutting_down.connect
+def _requeue_jobs_on_graceful_stop(sender=None, sig=None, how=None, **kwargs):
+    """SIGTERM/SIGINT to a worker's main process (Ctrl-C on the stack): the job it runs goes
+    back to the queue without using an attempt, and its handler stops at its next progress
+    call (it no longer owns the job), so the warm shutdown ends quickly. The job runs again
+    when a worker starts."""
+    from apps.jobs.services import requeue_jobs_for_shutdown
+
+    try:
+        count = requeue_jobs_for_shutdown(node=str(sender or ""))
+        if count:
+            logger.warning("worker stopping (%s): re-queued %d running job(s)", sig, count)
+    except Exception:  # noqa: BLE001 - never block a shutdown; the restart recovers the job
+        logger.exception("could not re-queue running jobs at shutdown")
 
 
 @signals.task_unknown.connect

@@ -11,16 +11,15 @@ the rows are staged outside the main database and committed at the end; the rela
 import logging
 import threading
 import time
-from pathlib import Path
 
 from django.db import InterfaceError, OperationalError, connection
 
 from apps.datasets import search_index
-from apps.datasets.import_services import remove_staged, resolve_server_path
+from apps.datasets.import_services import remove_staged, resolve_server_path, staged_path
 from apps.datasets.pipeline import ImportFailed, ImportOptions, import_examples
 from apps.jobs.models import Job
 from apps.projects.models import Project
-from workers.base import JobCancelled, JobContext, JobError, run_job
+from workers.base import JobCancelled, JobContext, JobError, JobLost, run_job
 from workers.celery_app import app
 
 logger = logging.getLogger("frugal.jobs")
@@ -100,7 +99,7 @@ class ProgressRelay:
 
 def handle_import(ctx: JobContext) -> dict:
     params = ctx.params
-    staged = Path(params["path"]) if params.get("source") == "upload" else None
+    staged = staged_path(params["path"]) if params.get("source") == "upload" else None
     retrying = False
     try:
         project = Project.objects.get(pk=ctx.project_id)
@@ -124,8 +123,10 @@ def handle_import(ctx: JobContext) -> dict:
             # The failed job keeps the problems as data for the pages (run_job keeps result).
             Job.objects.filter(pk=ctx.job_id).update(result=exc.to_dict())
             raise JobError(one_line(exc)) from None
-    except (OperationalError, InterfaceError):
-        retrying = True  # run_job re-queues the job: the retry needs the upload
+    except (OperationalError, InterfaceError, JobLost):
+        # run_job re-queues the job (a database error), or it was re-queued already (a
+        # graceful stop): the next run needs the upload.
+        retrying = True
         raise
     finally:
         if staged is not None and not retrying:

@@ -16,6 +16,7 @@ class DatasetsConfig(AppConfig):
             label="Import a dataset",
             description="Import a file or WRENCH folder on the server (all or nothing).",
             clean_params=import_services.clean_import_params,
+            resource="interactive",  # a person waits for it: never behind a model job
         )
         # Imports launch it themselves; admins may run it again (e.g. after an interrupted run).
         register_launchable(
@@ -26,4 +27,5 @@ class DatasetsConfig(AppConfig):
                 "(imports start this on their own; searching them meanwhile is slower)."
             ),
             clean_params=search_index.clean_index_params,
+            resource="interactive",
         )

@@ -281,7 +281,9 @@ def build_params(
         raise ValidationError("The delimiter must be one of , ; | or a tab.")
     return {
         "source": source,
-        "path": relative_to_roots(path) if source == "path" else str(path),
+        # An upload is named by its staged file's name only (no server path reaches the job's
+        # parameters, which annotators may see); the worker resolves it in the upload folder.
+        "path": relative_to_roots(path) if source == "path" else path.name,
         "display_name": display_name or path.name,
         "format": fmt,
         "columns": columns,
@@ -296,8 +298,17 @@ def source_path(params: dict) -> Path:
     """The file or folder an import's parameters name: the staged upload, or the server path
     resolved below the import roots again (ValidationError when it no longer is)."""
     if params.get("source") == "upload":
-        return Path(params["path"])
+        return staged_path(params["path"])
     return resolve_server_path(params["path"])
+
+
+def staged_path(name: str) -> Path:
+    """The staged upload called ``name`` in the upload folder. Only the last part of ``name``
+    counts (parameters of older jobs held absolute paths), so no name reaches outside it."""
+    base = Path(str(name or "")).name
+    if base in ("", ".", ".."):
+        raise ValidationError("The uploaded file is gone; upload it again.")
+    return upload_dir() / base
 
 
 def start_import(*, project: Project, user, params: dict):
@@ -428,6 +439,7 @@ __all__ = [
     "remove_staged",
     "resolve_server_path",
     "source_path",
+    "staged_path",
     "stage_upload",
     "start_import",
 ]

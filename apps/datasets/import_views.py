@@ -7,7 +7,6 @@ job's page. Staged uploads are remembered in the session by a random token.
 """
 
 import secrets
-from pathlib import Path
 
 from django import forms
 from django.conf import settings
@@ -287,5 +286,5 @@ def import_discard(request, project_id: int):
     get_project_for_user(user=request.user, project_id=project_id, admin=True)
     entry = _forget(request, request.POST.get("token", ""))
     if entry is not None and entry.get("source") == "upload":
-        services.remove_staged(Path(entry["path"]))
+        services.remove_staged(services.source_path(entry))
     return redirect("imports:new", project_id=project_id)

@@ -380,7 +380,8 @@ def _card_context(request, project, split: str, from_pool: bool, *, current_id=N
         "progress": progress,
         "pool_left": pool_left,
         "skipped_count": len(skipped),
-        "can_undo": any(entry.get("project_id") == project.pk for entry in _undo_history(request))
+        "can_undo": bool(_session_dict(request, "label_recent_skips").get(key))
+        or any(entry.get("project_id") == project.pk for entry in _undo_history(request))
         or (k > 1 and agreement_services.has_votes(project=project, user=request.user)),
         "overlap": k,
         "label_url": reverse("datasets:label", args=[project.pk]),
@@ -422,9 +423,19 @@ def _apply_label_action(request, project, split, from_pool) -> tuple[str, str, i
     action = request.POST.get("action", "label")
     example_id = request.POST.get("example_id", "")
     overlap = agreement_services.overlap_for(project=project)
-    if action == "undo" and overlap > 1:
-        return _undo_vote(request, project, key)
     if action == "undo":
+        # ``u`` right after a skip brings the skipped example back (as in rule review); after a
+        # label it takes the label back (with overlap, this annotator's answer).
+        recent_skips = _session_dict(request, "label_recent_skips").get(key) or []
+        if recent_skips:
+            example_id = recent_skips.pop()
+            skipped = _session_dict(request, "label_skipped").get(key, [])
+            if example_id in skipped:
+                skipped.remove(example_id)
+            request.session.modified = True
+            return f"Skip undone: example #{example_id} is back.", "info", example_id
+        if overlap > 1:
+            return _undo_vote(request, project, key)
         try:
             change = services.undo_last_gold_label(
                 project=project, user=request.user, history=_undo_history(request)
@@ -458,6 +469,9 @@ def _apply_label_action(request, project, split, from_pool) -> tuple[str, str, i
         if example.pk not in skipped:
             skipped.append(example.pk)
             del skipped[:-SKIP_LIMIT]
+        recent = _session_dict(request, "label_recent_skips").setdefault(key, [])
+        recent.append(example.pk)
+        del recent[:-SKIP_LIMIT]
         services.release_claim(example_id=example.pk, user=request.user)
         _session_dict(request, "label_current")[key] = None
         request.session.modified = True
@@ -484,6 +498,7 @@ def _apply_label_action(request, project, split, from_pool) -> tuple[str, str, i
     except ValidationError as error:
         return " ".join(error.messages), "error", example.pk
     services.push_history(_undo_history(request), change)
+    _session_dict(request, "label_recent_skips")[key] = []  # ``u`` now undoes this label
     _session_dict(request, "label_current")[key] = None
     request.session.modified = True
     return "", "", None

@@ -286,10 +286,12 @@ FRUGAL_WORKER_NAME = os.environ.get(
 )
 # Whether a GPU worker consumes the gpu queue; kinds that declare "gpu" fall back to cpu otherwise.
 FRUGAL_GPU_WORKERS = env_bool("FRUGAL_GPU_WORKERS", False)
-# Per-deployment overrides of where a job kind runs: JSON {"kind": "cpu" | "gpu"}.
+# Per-deployment overrides of where a job kind runs: JSON {"kind": "cpu" | "gpu" | "interactive"}.
 FRUGAL_JOB_QUEUES = json.loads(os.environ.get("FRUGAL_JOB_QUEUES") or "{}")
 if not isinstance(FRUGAL_JOB_QUEUES, dict):
-    raise ImproperlyConfigured('FRUGAL_JOB_QUEUES must be a JSON object {"kind": "cpu"|"gpu"}.')
+    raise ImproperlyConfigured(
+        'FRUGAL_JOB_QUEUES must be a JSON object {"kind": "cpu"|"gpu"|"interactive"}.'
+    )
 # A running job whose heartbeat is older than this is considered dead.
 FRUGAL_JOB_HEARTBEAT_TIMEOUT_S = int(os.environ.get("FRUGAL_JOB_HEARTBEAT_TIMEOUT_S", "120"))
 # A job whose worker died is re-run until it has been started this many times in all.
@@ -299,6 +301,10 @@ FRUGAL_MAINTENANCE_INTERVAL_S = float(os.environ.get("FRUGAL_MAINTENANCE_INTERVA
 # The rules' live preview keeps recent projects' texts in memory, up to this many characters in
 # all per process (apps/rules/corpus.py: about 9 bytes each with the joined forms built).
 FRUGAL_TEXT_CACHE_CHARS = int(os.environ.get("FRUGAL_TEXT_CACHE_CHARS", "50000000"))
+# A rule preview (typing, an edit's recount, saving a rule) stops matching a regex after this
+# many seconds or bytes of text scanned, and says "stopped after N examples" (issue 13).
+FRUGAL_PREVIEW_MAX_SECONDS = float(os.environ.get("FRUGAL_PREVIEW_MAX_SECONDS", "0.5"))
+FRUGAL_PREVIEW_MAX_BYTES = int(os.environ.get("FRUGAL_PREVIEW_MAX_BYTES", str(256 << 20)))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,7 +1,9 @@
 """Job kinds: the resource each kind needs, and which kinds admins may launch by name.
 
 Routing by resource: every kind declares what it needs — ``"gpu"`` for work that a GPU makes far
-faster (a language-model pass, fine-tuning, decomposing an LLM), ``"cpu"`` otherwise — with
+faster (a language-model pass, fine-tuning, decomposing an LLM), ``"interactive"`` for short
+jobs a person waits for (imports, exports, label refresh, index builds, bulk actions: their own
+queue and worker process, so they never wait behind a long model job), ``"cpu"`` otherwise — with
 :func:`declare_kind` (or the ``resource`` argument of :func:`register_launchable`). A kind's
 queue is its resource; ``settings.FRUGAL_JOB_QUEUES`` (kind -> queue) overrides it per
 deployment, and an undeclared kind runs on ``cpu``. Work meant for ``gpu`` falls back to ``cpu``
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-QUEUES = ("cpu", "gpu")
+QUEUES = ("cpu", "gpu", "interactive")
 
 RESOURCES = QUEUES
 
@@ -28,7 +30,8 @@ JOB_RESOURCES: dict[str, str] = {}
 
 
 def declare_kind(*, kind: str, resource: str) -> None:
-    """Say which resource (``cpu`` or ``gpu``) jobs of ``kind`` need; routing follows it."""
+    """Say which resource (``cpu``, ``gpu`` or ``interactive``) jobs of ``kind`` need; routing
+    follows it."""
     if resource not in RESOURCES:
         raise ValueError(f"Job kind {kind!r} declares unknown resource {resource!r}.")
     JOB_RESOURCES[kind] = resource
@@ -40,7 +43,7 @@ def resource_for_kind(kind: str) -> str:
 
 
 def queue_for_kind(kind: str) -> str:
-    """The logical queue (``cpu`` or ``gpu``) a job of this kind runs on."""
+    """The logical queue (``cpu``, ``gpu`` or ``interactive``) a job of this kind runs on."""
     overrides = getattr(settings, "FRUGAL_JOB_QUEUES", {}) or {}
     queue = overrides.get(kind) or resource_for_kind(kind)
     if queue not in QUEUES:
@@ -85,6 +88,16 @@ def register_launchable(
 
 def launchable_kinds() -> dict[str, LaunchableKind]:
     return dict(_LAUNCHABLE)
+
+
+def kind_label(kind: str) -> str:
+    """What people read for a job kind: the launchable kind's label ("Finalize labels"), never
+    the internal name; an unregistered kind reads as words ("Some kind")."""
+    known = _LAUNCHABLE.get(kind)
+    if known is not None:
+        return known.label
+    words = kind.replace("_", " ").strip()
+    return words[:1].upper() + words[1:] if words else "Job"
 
 
 def _number(params: dict, name: str, default, *, low, high, kind=float):

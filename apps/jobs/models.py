@@ -54,6 +54,13 @@ class Job(models.Model):
         return f"{self.kind} #{self.pk} ({self.status})"
 
     @property
+    def kind_label(self) -> str:
+        """The kind as people read it (see apps.jobs.kinds.kind_label)."""
+        from apps.jobs.kinds import kind_label
+
+        return kind_label(self.kind)
+
+    @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 

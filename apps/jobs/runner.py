@@ -403,7 +403,11 @@ def run_job(job_id: int, handler: Callable[[JobContext], dict | None]) -> None:
             logger.warning("job %s: could not record the retry: %s", job_id, exc)
         raise
     except Exception as exc:
-        ctx.log("Failed:\n" + traceback.format_exc())
+        if isinstance(exc, JobError | ValidationError):
+            # An expected failure, written for users: its message once, no traceback.
+            ctx.log(f"Failed: {user_error(exc)}")
+        else:
+            ctx.log("Failed:\n" + traceback.format_exc())
         ctx._finish(JobStatus.FAILED, message="Failed.", error=user_error(exc))
         return
     ctx.log(f"Succeeded in {time.monotonic() - started:.1f} s.")

@@ -21,6 +21,7 @@ class JobSerializer(serializers.ModelSerializer):
     status = JobStatusField(read_only=True)
     launched_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     is_finished = serializers.BooleanField(read_only=True)
+    kind_label = serializers.CharField(read_only=True, help_text="The kind as people read it.")
 
     class Meta:
         model = Job
@@ -28,6 +29,7 @@ class JobSerializer(serializers.ModelSerializer):
             "id",
             "project",
             "kind",
+            "kind_label",
             "params",
             "status",
             "is_finished",

@@ -204,28 +204,77 @@ def recover_jobs_of_node(*, node: str) -> int:
         return 0
     handled = 0
     for job in Job.objects.filter(status=JobStatus.RUNNING, worker__startswith=f"{node} pid "):
-        now = timezone.now()
-        note = f"{_stamp()} The worker {job.worker} restarted while running this job.\n"
-        if job.attempts < max_attempts() and not job.cancel_requested:
-            new_task_id = str(uuid.uuid4())
-            updated = Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-                status=JobStatus.QUEUED,
-                message="Re-queued after its worker restarted.",
-                celery_task_id=new_task_id,
-                log=job.log + note,
-            )
-            if updated:
-                enqueue_job(job_id=job.pk)
-        else:
-            updated = Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-                status=JobStatus.FAILED,
-                message="Failed.",
-                error=f"The worker restarted while running this job (attempt {job.attempts}).",
-                finished_at=now,
-                log=job.log + note,
-            )
-        handled += updated
+        handled += requeue_or_fail(
+            job=job,
+            what=f"The worker {job.worker} restarted while running job #{job.pk}",
+            requeued_message="Re-queued after its worker restarted.",
+        )
     return handled
+
+
+def requeue_or_fail(
+    *, job: Job, what: str, requeued_message: str, refund_attempt: bool = False
+) -> int:
+    """A running job whose run ended without finishing: queue it again while attempts remain
+    (a new task message; ``refund_attempt``: this run does not count, e.g. a graceful stop),
+    else fail it; ``what`` (naming Frugal's job id) goes into the log and the error. Returns 1
+    if this call changed the row (it must still be the same running attempt), else 0."""
+    now = timezone.now()
+    attempts = job.attempts - 1 if refund_attempt and job.attempts > 0 else job.attempts
+    same_run = Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts)
+    if attempts < max_attempts() and not job.cancel_requested:
+        note = f"{_stamp()} {what}; re-queued (attempt {job.attempts} of {max_attempts()}).\n"
+        updated = same_run.update(
+            status=JobStatus.QUEUED,
+            attempts=attempts,
+            message=requeued_message,
+            celery_task_id=str(uuid.uuid4()),
+            log=job.log + note,
+        )
+        if updated:
+            enqueue_job(job_id=job.pk)
+        return updated
+    note = f"{_stamp()} {what}; no attempts left ({job.attempts} of {max_attempts()}).\n"
+    return same_run.update(
+        status=JobStatus.FAILED,
+        message="Failed.",
+        error=f"{what} (attempt {job.attempts} of {max_attempts()}); no attempts left.",
+        finished_at=now,
+        log=job.log + note,
+    )
+
+
+def requeue_jobs_for_shutdown(*, node: str) -> int:
+    """A worker stopping gracefully (SIGTERM, Ctrl-C on the stack): its running jobs go back to
+    the queue without using an attempt; the running handler stops at its next progress call
+    (it no longer owns the job). Returns how many were re-queued."""
+    if not node:
+        return 0
+    handled = 0
+    for job in Job.objects.filter(status=JobStatus.RUNNING, worker__startswith=f"{node} pid "):
+        handled += requeue_or_fail(
+            job=job,
+            what=f"The worker {job.worker} was stopped (graceful shutdown) while running job "
+            f"#{job.pk}",
+            requeued_message="Re-queued: its worker was stopped; it runs again when a worker "
+            "starts.",
+            refund_attempt=True,
+        )
+    return handled
+
+
+def retry_lost_job(*, job_id: int, cause: str) -> int:
+    """The pool process running job ``job_id`` died (``cause``: e.g. "signal 9 (SIGKILL)"):
+    re-queue it while attempts remain, else fail it, saying so with Frugal's job id."""
+    job = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).first()
+    if job is None:
+        return 0
+    return requeue_or_fail(
+        job=job,
+        what=f"The worker process running job #{job.pk} died ({cause}; it may have run out "
+        "of memory or been killed)",
+        requeued_message="Re-queued after its worker process died.",
+    )
 
 
 def is_active(job: Job) -> bool:

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.jobs.kinds import launchable_kinds
 from apps.jobs.models import FINISHED_STATUSES, Job, JobStatus
-from apps.jobs.selectors import can_manage_job, get_job_for_user, jobs_for_user
+from apps.jobs.selectors import can_manage_job, get_job_for_user, jobs_for_user, waiting_for
 from apps.jobs.services import launch_job, request_cancel
 from apps.projects.models import Role
 from apps.projects.selectors import get_project_for_user, projects_for_user
@@ -68,6 +68,7 @@ def _status_context(request, job: Job) -> dict:
         if job.result is not None
         else "",
         "params_json": json.dumps(job.params, ensure_ascii=False),
+        "waiting_for": waiting_for(job=job, user=request.user),
     }
 
 

@@ -58,6 +58,9 @@ def preview_data(preview: services.Preview) -> dict:
         "test_matches": preview.test_matches,
         "samples": [{"example_id": s.example_id, "html": str(s.html)} for s in preview.samples],
         "elapsed_ms": preview.elapsed_ms,
+        "estimated": preview.estimated,
+        "stopped_after": preview.stopped_after,
+        "notice": preview.stopped_text,
     }
 
 

@@ -16,6 +16,7 @@ use stays even when it alone is larger.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -88,14 +89,30 @@ class TextCache:
 CACHE = TextCache()
 
 
+# Counting every example of a project of a million takes a sequential scan (~0.25 s); the
+# count, which only a deletion changes without also changing a max id or the dev/test numbers,
+# is taken again at most this often per process.
+COUNT_REFRESH_S = 5.0
+_COUNTS: dict[int, tuple[float, int]] = {}
+_COUNTS_LOCK = threading.Lock()
+
+
 def _signature(project: Project) -> tuple:
-    """Counts and max ids overall and of dev+test: changes when examples are added, removed or
-    change split (gold labeling moves pool examples into dev)."""
-    agg = Example.objects.filter(project=project).aggregate(n=Count("id"), top=Max("id"))
+    """Max id overall, count and max id of dev+test (index-only reads, every call), and the
+    count of all examples (at most ``COUNT_REFRESH_S`` old): changes when examples are added,
+    removed or change split (gold labeling moves pool examples into dev)."""
+    top = Example.objects.filter(project=project).aggregate(top=Max("id"))["top"]
     moved = Example.objects.filter(project=project, split__in=[Split.DEV, Split.TEST]).aggregate(
         n=Count("id"), top=Max("id")
     )
-    return (agg["n"], agg["top"], moved["n"], moved["top"])
+    now = time.monotonic()
+    with _COUNTS_LOCK:
+        hit = _COUNTS.get(project.pk)
+    if hit is None or now - hit[0] > COUNT_REFRESH_S:
+        hit = (now, Example.objects.filter(project=project).count())
+        with _COUNTS_LOCK:
+            _COUNTS[project.pk] = hit
+    return (hit[1], top, moved["n"], moved["top"])
 
 
 def answer_index(project: Project, example_ids: np.ndarray):
@@ -135,3 +152,8 @@ def project_texts(*, project: Project) -> ProjectTexts:
 def forget_project_texts(*, project_id: int | None = None) -> None:
     """Drop one project's cached texts (all projects' with None)."""
     CACHE.forget(project_id)
+    with _COUNTS_LOCK:
+        if project_id is None:
+            _COUNTS.clear()
+        else:
+            _COUNTS.pop(project_id, None)

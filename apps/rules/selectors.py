@@ -94,6 +94,40 @@ def review_progress(*, project: Project, round_number: int | None) -> dict[str, 
     return {"reviewed": total - left, "total": total, "left": left}
 
 
+def held_by_others(*, project: Project, user, round_number: int | None) -> list[dict]:
+    """Suggestions of the round leased right now to other reviewers, which ``user`` has not
+    voted on: ``[{"name": username, "count": n}]``, most first (what the review screen says
+    instead of "nothing left" while someone else holds the last ones)."""
+    from django.utils import timezone
+
+    from apps.rules.models import DecisionAction
+
+    if round_number is None:
+        return []
+    voted = RuleDecision.objects.filter(
+        rule__project=project,
+        user=user,
+        undone=False,
+        action__in=(DecisionAction.ACCEPT, DecisionAction.REJECT),
+    ).values("rule_id")
+    rows = (
+        Rule.objects.filter(
+            project=project,
+            status=RuleStatus.SUGGESTED,
+            round_number=round_number,
+            claimed_until__gte=timezone.now(),
+            claimed_by__isnull=False,
+        )
+        .exclude(claimed_by=user)
+        .exclude(pk__in=voted)
+        .order_by()
+        .values("claimed_by__username")
+        .annotate(n=Count("id"))
+        .order_by("-n", "claimed_by__username")
+    )
+    return [{"name": row["claimed_by__username"], "count": row["n"]} for row in rows]
+
+
 def accepted_rules(*, project: Project) -> list:
     """The project's accepted rules as ``models.prboost`` rules, oldest first."""
     rows = Rule.objects.filter(project=project, status=RuleStatus.ACCEPTED).order_by("id")

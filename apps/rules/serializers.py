@@ -138,6 +138,15 @@ class PreviewSerializer(serializers.Serializer):
     test_matches = serializers.IntegerField()
     samples = PreviewSampleSerializer(many=True)
     elapsed_ms = serializers.FloatField()
+    estimated = serializers.BooleanField(
+        help_text="pool/test counts scaled up from a sample (a pattern matching most texts)"
+    )
+    stopped_after = serializers.IntegerField(
+        allow_null=True,
+        help_text="set when the time or bytes cap cut matching short: the counts are of the "
+        "first this many examples",
+    )
+    notice = serializers.CharField(help_text='"stopped after N examples: ..." or empty')
 
 
 class ConflictErrorSerializer(serializers.Serializer):

@@ -128,6 +128,11 @@ def _card_context(request, project, rule, *, notice: str = "", level: str = "inf
         "can_undo": services.can_undo(project=project, user=request.user),
         "labels": _labels(project),
         "review_url": reverse("rules:review", args=[project.pk]),
+        "held_by_others": []
+        if rule is not None
+        else selectors.held_by_others(
+            project=project, user=request.user, round_number=round_number
+        ),
     }
     if rule is not None:
         built = rule_from_dict(rule.definition)

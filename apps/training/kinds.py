@@ -41,7 +41,9 @@ def clean_refresh_params(params: dict) -> dict:
     return {"overwrite_model_labels": value}
 
 
-RESOURCES = {WARM_CACHE: "gpu", RUN_ROUND: "cpu", REFRESH_LABELS: "cpu", FINALIZE: "cpu"}
+# Refreshing labels applies rules and a label model (seconds): a person waits for it, so it
+# runs on the interactive queue, never behind a warm-up or a round (apps/jobs/kinds.py).
+RESOURCES = {WARM_CACHE: "gpu", RUN_ROUND: "cpu", REFRESH_LABELS: "interactive", FINALIZE: "cpu"}
 
 LAUNCHABLE = {
     WARM_CACHE: (

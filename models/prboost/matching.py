@@ -822,23 +822,89 @@ class JoinedTexts:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(sorted positions of the texts ``rule`` matches, the positions looked at or None).
 
-        Exact unless ``budget``: then a regex that matches most texts (past ``DENSE_SHARE``) is
-        run on an even sample of about ``budget`` of the remaining texts, plus those marked in
-        ``always`` ((N,) bool), and the second value lists the positions looked at.
+        Exact unless ``budget``: then a regex that matches most texts (past ``DENSE_SHARE``) or
+        whose hits run past their text (or any rule that takes long, with ``max_seconds``) is
+        run on an even sample of about ``budget`` of the
+        remaining texts, plus those marked in ``always`` ((N,) bool), and the second value
+        lists the positions looked at. No cap on time: see :meth:`match_bounded`.
         """
-        if isinstance(rule, KeywordRule) and rule.scope == "text":
-            return self._keyword_matches(rule), None
-        if isinstance(rule, RegexRule) and rule.scope == "text":
-            return self._regex_matches(rule, budget=budget, always=always)
-        return match_rule(rule, self.corpus), None
+        result = self.match_bounded(rule, budget=budget, always=always)
+        return result.matched, result.looked
 
-    def _keyword_matches(self, rule: KeywordRule) -> np.ndarray:
+    def match_bounded(
+        self,
+        rule: Rule,
+        *,
+        budget: int | None = None,
+        always: np.ndarray | None = None,
+        max_seconds: float | None = None,
+        max_bytes: int | None = None,
+    ) -> BoundedMatch:
+        """:meth:`match` with a bounded cost: regex rules stop once ``max_seconds`` have passed
+        or ``max_bytes`` of text were scanned, and say after how many texts
+        (``BoundedMatch.stopped_after``; the texts before that position are all looked at, or
+        sampled as in :meth:`match`). Keyword rules are one linear Aho-Corasick pass and are
+        not cut."""
+        if isinstance(rule, KeywordRule) and rule.scope == "text":
+            return self._keyword_matches(
+                rule, budget=budget, always=always, max_seconds=max_seconds, max_bytes=max_bytes
+            )
+        if isinstance(rule, RegexRule) and rule.scope == "text":
+            return self._regex_matches(
+                rule, budget=budget, always=always, max_seconds=max_seconds, max_bytes=max_bytes
+            )
+        return BoundedMatch(match_rule(rule, self.corpus))
+
+    def _keyword_matches(
+        self,
+        rule: KeywordRule,
+        *,
+        budget: int | None = None,
+        always: np.ndarray | None = None,
+        max_seconds: float | None = None,
+        max_bytes: int | None = None,
+    ) -> BoundedMatch:
         """The engine's keyword matching (same normalization, automaton and word boundaries)
-        on the joined texts."""
+        on the joined texts, in windows of about ``JOINED_WINDOW_BYTES`` characters that end at
+        text edges, so the clock is looked at between windows. With a ``budget``, a scan that
+        has spent a third of ``max_seconds`` goes on with the per-text engine on a sample of the
+        rest (as dense regexes do); out of time, it stops (``stopped_after``)."""
+        import time
+
+        clock = _Budget(max_seconds, max_bytes)
         joined, is_word, seps = self.joined(rule.case_sensitive)
         words = list(dict.fromkeys(rule.normalized_words))
         scanner = KeywordScanner(words, rule.case_sensitive)
-        flat = np.fromiter(chain.from_iterable(scanner.automaton.iter(joined)), dtype=np.int64)
+        n = len(self.corpus.texts)
+        parts: list[np.ndarray] = []
+        doc = 0
+        while doc < n:
+            start = 0 if doc == 0 else int(seps[doc - 1]) + 1
+            edge = int(np.searchsorted(seps, start + JOINED_WINDOW_BYTES))  # first text after
+            stop = int(seps[edge]) if edge < seps.size else len(joined)
+            edge = min(n, edge + 1)
+            parts.append(
+                self._keyword_window(rule, scanner, words, joined, is_word, seps, start, stop)
+            )
+            clock.scanned += stop - start
+            doc = edge
+            now = time.perf_counter()
+            if doc < n and budget is not None and clock.past_third(now):
+                found = np.concatenate(parts).tolist() if parts else []
+                return self._per_text(
+                    rule, doc, budget=budget, always=always, clock=clock, found=found
+                )
+            if doc < n and clock.over(now):
+                matched = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+                return BoundedMatch(matched, np.arange(doc, dtype=np.int64), stopped_after=doc)
+        matched = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return BoundedMatch(matched)
+
+    @staticmethod
+    def _keyword_window(rule, scanner, words, joined, is_word, seps, start, stop) -> np.ndarray:
+        """Sorted positions of the texts matched in ``joined[start:stop]`` (whole texts)."""
+        hits = scanner.automaton.iter(joined, start, stop)
+        flat = np.fromiter(chain.from_iterable(hits), dtype=np.int64)
         if flat.size == 0:
             return np.zeros(0, dtype=np.int64)
         ends, wids = flat[0::2], flat[1::2]
@@ -856,62 +922,165 @@ class JoinedTexts:
         return np.unique(docs)
 
     def _regex_matches(
-        self, rule: RegexRule, *, budget: int | None, always: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        r"""RE2 searches over the joined texts, one per matched text.
+        self,
+        rule: RegexRule,
+        *,
+        budget: int | None,
+        always: np.ndarray | None,
+        max_seconds: float | None = None,
+        max_bytes: int | None = None,
+    ) -> BoundedMatch:
+        r"""RE2 searches over the joined texts, one per matched text, in windows of
+        ``JOINED_WINDOW_BYTES``.
 
         The texts are joined with newlines and searched with the ``m`` flag added, so ``^``/``$``
         match at every text edge: every match inside one text is found at its place (``\b`` sees
-        the newline as a text edge does). A hit that runs past its text, or any hit of a pattern
-        with ``^``/``$`` (which the ``m`` flag widened), is checked on that text alone with the
-        rule's own pattern. After each hit the search resumes at the next text, so a match that
-        runs over cannot hide a later one. Dense patterns switch to the engine for the rest.
+        the newline as a text edge does). Any hit of a pattern with ``^``/``$`` (which the ``m``
+        flag widened) is checked on that text alone with the rule's own pattern. After each hit
+        the search resumes at the next text. Each search ends at a window edge (a text edge), so
+        one search scans a bounded number of bytes. Three kinds of pattern switch to the per-text
+        engine for the rest: one whose hit runs past its text (``(?s).*9``: every later search
+        would scan to the end of the window) as soon as that happens, a dense one (past
+        ``DENSE_SHARE`` of the texts matched, after 500 hits), and, with a ``budget``, one that
+        has spent a third of ``max_seconds`` (many hits, a Python step each).
         """
         import bisect
+        import time
 
         from models.prboost.rules import _re2_options, regex_with_flags
 
+        clock = _Budget(max_seconds, max_bytes)
         pattern = rule.pattern
-        if "\\A" in pattern or "\\z" in pattern:  # text-edge anchors: no joined equivalent
-            return match_rule(rule, self.corpus), None
-        joined, starts, lengths = self.joined_bytes()
         texts = self.corpus.texts
-        n = len(lengths)
+        n = len(texts)
+        if "\\A" in pattern or "\\z" in pattern:  # text-edge anchors: no joined equivalent
+            return self._per_text(rule, 0, budget=budget, always=always, clock=clock, found=[])
+        joined, starts, lengths = self.joined_bytes()
         flags = rule.flags + "m"
         wide = re2.compile(regex_with_flags(pattern, flags).encode("utf-8"), _re2_options())
         anchored = ("^" in pattern or "$" in pattern) and "m" not in rule.flags
+        exact = rule.compile()
         found: list[int] = []
-        check: list[int] = []
-        looked: np.ndarray | None = None
-        pos = 0
+        hits = 0
+        doc = 0  # the first text not looked at yet
         search = wide.search
-        while True:
-            hit = search(joined, pos)
+        total = len(joined)
+        while doc < n:
+            pos = starts[doc]
+            edge = bisect.bisect_left(starts, pos + JOINED_WINDOW_BYTES, lo=doc + 1)
+            endpos = starts[edge] - 1 if edge < n else total  # the newline before text ``edge``
+            hit = search(joined, pos, endpos)
             if hit is None:
-                break
-            doc = bisect.bisect_right(starts, hit.start()) - 1
-            if anchored or hit.end() > starts[doc] + lengths[doc]:
-                check.append(doc)
+                clock.scanned += endpos - pos
+                doc = edge
             else:
-                found.append(doc)
-            if doc + 1 >= n:
-                break
-            hits = len(found) + len(check)
-            if hits > 500 and hits > DENSE_SHARE * (doc + 1):
-                rest = np.arange(doc + 1, n, dtype=np.int64)
-                if budget is not None and rest.size > budget:
-                    stride = -(-rest.size // budget)
-                    kept = rest[always[rest]] if always is not None else rest[:0]
-                    rest = np.union1d(rest[::stride], kept)
-                    looked = np.concatenate([np.arange(doc + 1, dtype=np.int64), rest])
-                sub = Corpus(texts=[texts[i] for i in rest])
-                found.extend(int(rest[i]) for i in match_rule(rule, sub))
-                break
-            pos = starts[doc + 1]
-        if check:
-            exact = rule.compile()
-            found.extend(i for i in check if exact.search(texts[i]))
-        return np.unique(np.asarray(found, dtype=np.int64)), looked
+                clock.scanned += hit.end() - pos
+                at = bisect.bisect_right(starts, hit.start(), lo=doc) - 1
+                if hit.end() > starts[at] + lengths[at]:  # runs past its text: switch engines
+                    return self._per_text(
+                        rule, at, budget=budget, always=always, clock=clock, found=found
+                    )
+                if not anchored or exact.search(texts[at]):
+                    found.append(at)
+                hits += 1
+                doc = at + 1
+                if hits > 500 and hits > DENSE_SHARE * doc:
+                    return self._per_text(
+                        rule, doc, budget=budget, always=always, clock=clock, found=found
+                    )
+            now = time.perf_counter()
+            if doc < n and budget is not None and clock.past_third(now):
+                # Many hits, each a Python step: a sample of the rest costs less.
+                return self._per_text(
+                    rule, doc, budget=budget, always=always, clock=clock, found=found
+                )
+            if doc < n and clock.over(now):
+                return BoundedMatch(
+                    np.asarray(found, dtype=np.int64),
+                    np.arange(doc, dtype=np.int64),
+                    stopped_after=doc,
+                )
+        return BoundedMatch(np.asarray(found, dtype=np.int64))
+
+    def _per_text(
+        self,
+        rule: KeywordRule | RegexRule,
+        first: int,
+        *,
+        budget: int | None,
+        always: np.ndarray | None,
+        clock: _Budget,
+        found: list[int],
+    ) -> BoundedMatch:
+        """The engine's per-text matching for texts ``first``..N-1 (an even sample of about
+        ``budget`` of them plus those in ``always`` when ``budget``), in blocks, within
+        ``clock``; ``found`` holds the matches before ``first``."""
+        import time
+
+        texts = self.corpus.texts
+        n = len(texts)
+        rest = np.arange(first, n, dtype=np.int64)
+        sampled = budget is not None and rest.size > budget
+        if sampled:
+            stride = -(-rest.size // budget)
+            kept = rest[always[rest]] if always is not None else rest[:0]
+            rest = np.union1d(rest[::stride], kept)
+        parts = [np.asarray(found, dtype=np.int64)]
+        done = 0
+        while done < rest.size:
+            block = rest[done : done + PER_TEXT_BLOCK]
+            sub = Corpus(texts=[texts[i] for i in block])
+            parts.append(block[match_rule(rule, sub)])
+            clock.scanned += sum(len(texts[i]) for i in block)
+            done += block.size
+            if done < rest.size and clock.over(time.perf_counter()):
+                stop = int(rest[done])  # texts from here on are not looked at
+                looked = np.concatenate([np.arange(first, dtype=np.int64), rest[:done]])
+                return BoundedMatch(np.concatenate(parts), looked, stopped_after=stop)
+        matched = np.unique(np.concatenate(parts))
+        if sampled:
+            return BoundedMatch(matched, np.concatenate([np.arange(first, dtype=np.int64), rest]))
+        return BoundedMatch(matched)
+
+
+JOINED_WINDOW_BYTES = 1 << 20  # the most bytes one joined search may scan
+PER_TEXT_BLOCK = 2048  # texts matched between two looks at the clock
+
+
+@dataclass
+class BoundedMatch:
+    """What :meth:`JoinedTexts.match_bounded` found.
+
+    ``matched``: (K,) sorted positions of matched texts. ``looked``: (L,) positions looked at,
+    or None when every text was. ``stopped_after``: set when a cap on time or bytes cut the
+    search short: the position of the first text not looked at (earlier ones all were, or
+    were sampled).
+    """
+
+    matched: np.ndarray
+    looked: np.ndarray | None = None
+    stopped_after: int | None = None
+
+
+class _Budget:
+    """Seconds and bytes a bounded match may spend; ``over(now)`` once either is spent."""
+
+    def __init__(self, max_seconds: float | None, max_bytes: int | None) -> None:
+        import time
+
+        now = time.perf_counter()
+        self.deadline = None if max_seconds is None else now + max_seconds
+        self.third = None if max_seconds is None else now + max_seconds / 3
+        self.max_bytes = max_bytes
+        self.scanned = 0
+
+    def past_third(self, now: float) -> bool:
+        return self.third is not None and now > self.third
+
+    def over(self, now: float) -> bool:
+        if self.deadline is not None and now > self.deadline:
+            return True
+        return self.max_bytes is not None and self.scanned > self.max_bytes
 
 
 def keyword_pattern(words: Sequence[str], case_sensitive: bool = False):

@@ -243,7 +243,10 @@ class KeywordRule:
             words = (words,)
         if not isinstance(words, Sequence) or not all(isinstance(w, str) for w in words):
             raise RuleError(f"keyword rule words must be strings, got {self.words!r}")
+        if len(words) > MAX_WORDS * 10:  # sized before any work (a set below, not a list scan)
+            raise RuleError(f"a keyword rule takes at most {MAX_WORDS} words, got {len(words)}")
         cleaned: list[str] = []
+        seen: set[str] = set()
         for w in words:
             w2 = " ".join(w.split())
             if not w2:
@@ -257,7 +260,8 @@ class KeywordRule:
                 )
             if not normalize_word(w2, bool(self.case_sensitive)):
                 raise RuleError(f"keyword {w2!r} is empty after Unicode normalization")
-            if w2 not in cleaned:
+            if w2 not in seen:
+                seen.add(w2)
                 cleaned.append(w2)
         if not cleaned:
             raise RuleError("a keyword rule needs at least one word")
@@ -390,12 +394,16 @@ class PromptRule:
             words = (words,)
         if not isinstance(words, Sequence) or not all(isinstance(w, str) for w in words):
             raise RuleError(f"prompt rule answer words must be strings, got {self.answer_words!r}")
+        if len(words) > MAX_WORDS * 10:  # sized before any work (a set below, not a list scan)
+            raise RuleError(f"a keyword rule takes at most {MAX_WORDS} words, got {len(words)}")
         cleaned: list[str] = []
+        seen: set[str] = set()
         for w in words:
             w2 = w.strip()
             if not w2:
                 raise RuleError("a prompt rule cannot contain an empty answer word")
-            if w2 not in cleaned:
+            if w2 not in seen:
+                seen.add(w2)
                 cleaned.append(w2)
         if not cleaned:
             raise RuleError("a prompt rule needs at least one answer word")

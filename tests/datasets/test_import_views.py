@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.template.loader import render_to_string
 from django.test import RequestFactory
 
+from apps.datasets import import_services as services
 from apps.datasets.import_services import resolve_server_path
 from apps.datasets.models import Example
 from apps.jobs.models import Job
@@ -123,8 +124,10 @@ def test_jsonl_upload_starts_a_job_and_redirects_to_its_page(admin_client, proje
     response = through_columns(admin_client, project, response)
     job = Job.objects.get(kind="import_dataset")
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
-    staged = Path(job.params["path"])
-    assert staged.parent == dirs["uploads"] and staged.name != "data.jsonl"  # a random name
+    # The parameters name the staged file only, never a server path; the worker resolves it.
+    assert "/" not in job.params["path"] and job.params["path"] != "data.jsonl"  # a random name
+    staged = services.staged_path(job.params["path"])
+    assert staged.parent == dirs["uploads"]
     assert staged.exists()
     job = run_the_job(job)
     assert job.status == "succeeded", job.error
@@ -150,7 +153,7 @@ def test_failed_import_job_names_the_problems_and_writes_nothing(admin_client, p
     assert not Example.objects.filter(project=project).exists()
     listing = admin_client.get(page(project)).content.decode()
     assert "<li>bad.jsonl, line 2, column text: the text is empty</li>" in listing
-    assert not Path(job.params["path"]).exists()
+    assert not services.staged_path(job.params["path"]).exists()
 
 
 def test_upload_over_the_size_limit_is_refused(admin_client, project, settings, dirs):
@@ -177,7 +180,7 @@ def test_wrench_zip_upload_imports_all_splits(admin_client, project):
     job = run_the_job(Job.objects.get())
     assert job.status == "succeeded", job.error
     assert job.result["splits"] == {"pool": 4, "dev": 2, "test": 2}
-    assert not Path(job.params["path"]).exists()
+    assert not services.staged_path(job.params["path"]).exists()
 
 
 # --- CSV columns ---------------------------------------------------------------------------------
@@ -354,7 +357,7 @@ def test_upload_is_kept_when_a_database_error_sends_the_job_back_to_the_queue(
         run_job(job.pk, handle_import)
     job.refresh_from_db()
     assert job.status == "queued"
-    assert Path(job.params["path"]).exists(), "the retry needs the upload"
+    assert services.staged_path(job.params["path"]).exists(), "the retry needs the upload"
 
 
 def test_htmx_source_step_swaps_in_the_column_step_or_the_form_with_errors(admin_client, project):
@@ -369,3 +372,21 @@ def test_htmx_source_step_swaps_in_the_column_step_or_the_form_with_errors(admin
     ).content.decode()
     assert "<html" not in refused and "unsupported file type" in refused
     assert 'hx-post="/projects/' in refused
+
+
+def test_annotators_never_see_the_server_path_of_an_upload(
+    client, admin_client, project, annotator, dirs
+):
+    admin_client.post(page(project), upload("data.jsonl", '{"text": "x"}\n'))
+    job = Job.objects.get()
+    client.force_login(annotator)
+    for url in (f"/jobs/{job.pk}/", f"/api/v1/jobs/{job.pk}/"):
+        body = client.get(url).content.decode()
+        assert str(dirs["uploads"]) not in body and "/uploads/" not in body, url
+
+
+def test_a_staged_name_never_reaches_outside_the_upload_folder(dirs):
+    assert services.staged_path("/etc/passwd") == dirs["uploads"] / "passwd"
+    assert services.staged_path("../../x.jsonl").parent == dirs["uploads"]
+    with pytest.raises(Exception, match="upload it again"):
+        services.staged_path("..")

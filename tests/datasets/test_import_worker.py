@@ -1,13 +1,12 @@
 """An import job enqueued over the broker and run by a real Celery worker process."""
 
 import json
-import os
 import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from apps.datasets.import_services import build_params, stage_upload, start_import
+from apps.datasets.import_services import build_params, stage_upload, staged_path, start_import
 from apps.datasets.models import Example
 from apps.jobs.models import Job
 from apps.jobs.services import request_cancel
@@ -60,7 +59,7 @@ def test_import_job_runs_on_a_real_worker_with_visible_progress(
     assert "rows read" in job.message or job.message == "Done."
     assert Example.objects.filter(project=project).count() == 150_000
     assert "Imported 150,000 examples" in job.log
-    assert not os.path.exists(params["path"]), "the staged upload is deleted after the job"
+    assert not staged_path(params["path"]).exists(), "the staged upload is deleted after the job"
 
 
 def test_cancelling_a_running_import_rolls_it_back(
@@ -80,4 +79,4 @@ def test_cancelling_a_running_import_rolls_it_back(
     job, _ = watch(job)
     assert job.status == "cancelled", job.error
     assert not Example.objects.filter(project=project).exists()
-    assert not os.path.exists(params["path"])
+    assert not staged_path(params["path"]).exists()

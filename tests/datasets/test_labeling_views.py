@@ -256,3 +256,27 @@ def test_detail_page_shows_the_current_gold_label_as_the_selected_button(
     # HAM (the gold label) is the filled, pressed button; SPAM is outlined.
     assert 'aria-pressed="true"' in attrs["0"] and "secondary" not in attrs["0"]
     assert 'aria-pressed="false"' in attrs["1"] and 'class="secondary"' in attrs["1"]
+
+
+@pytest.mark.django_db
+def test_u_after_a_skip_brings_the_skipped_example_back_as_in_review(client, annotator, dev, url):
+    client.force_login(annotator)
+    first = shown_example(client.get(url))
+    response = client.post(
+        url, {"example_id": first.pk, "label": "0", "split": "dev"}, headers=HTMX
+    )
+    second = shown_example(response)
+    response = client.post(
+        url, {"example_id": second.pk, "action": "skip", "split": "dev"}, headers=HTMX
+    )
+    assert shown_example(response).pk not in (first.pk, second.pk)
+    # u undoes the skip (the label stays) ...
+    response = client.post(url, {"action": "undo", "split": "dev"}, headers=HTMX)
+    assert shown_example(response).pk == second.pk
+    assert "Skip undone" in response.content.decode()
+    first.refresh_from_db()
+    assert first.gold_label == 0
+    # ... and the next u undoes the label before it.
+    response = client.post(url, {"action": "undo", "split": "dev"}, headers=HTMX)
+    first.refresh_from_db()
+    assert first.gold_label is None and shown_example(response).pk == first.pk

@@ -61,7 +61,7 @@ def test_dashboard_launches_the_selftest_and_shows_it_progress_to_done(
     _log_in(page, admin_user)
     page.goto(reverse("projects:dashboard", args=[project.pk]))
     page.click("text=Run worker self-test")
-    page.wait_for_selector(".project-jobs >> text=selftest")
+    page.wait_for_selector(".project-jobs >> text=Worker self-test")
     job = Job.objects.get()
     row = page.locator(f"tr:has(a[href='{reverse('jobs:detail', args=[job.pk])}'])")
     row.locator(".badge.status-succeeded").wait_for()

@@ -102,6 +102,9 @@ def test_job_error_message_is_shown_as_written(make_job):
     run_job(job.pk, handler)
     job.refresh_from_db()
     assert job.error == "The dev set has no gold labels; label some examples first."
+    # The log says it once, without a traceback.
+    assert job.log.count("The dev set has no gold labels") == 1
+    assert "Traceback" not in job.log and "Failed: The dev set has no gold labels" in job.log
 
 
 def test_cancel_request_stops_a_running_job_at_its_next_progress_call(make_job):

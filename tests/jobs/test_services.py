@@ -55,7 +55,7 @@ def test_launch_creates_a_queued_job_and_enqueues_it_on_commit(
         ("prboost_warm_cache", False, "cpu"),
         ("train_prboost_round", True, "cpu"),
         ("train_prboost_finalize", True, "cpu"),
-        ("import_dataset", True, "cpu"),
+        ("import_dataset", True, "interactive"),  # a person waits for it
         ("selftest", True, "cpu"),
         # Undeclared kinds run on cpu whatever their name says.
         ("train_something_undeclared", True, "cpu"),
@@ -230,6 +230,37 @@ def test_worker_restart_requeues_its_unfinished_jobs_or_fails_them_past_max_atte
     assert give_up.status == JobStatus.FAILED
     assert "restarted" in give_up.error
     assert other.status == JobStatus.RUNNING
+
+
+def test_a_graceful_stop_requeues_without_using_an_attempt_and_names_the_job(
+    make_job, settings, sent
+):
+    settings.FRUGAL_JOB_MAX_ATTEMPTS = 1
+    job = make_job(status=JobStatus.RUNNING, attempts=1, worker="frugal@box pid 10")
+    assert services.requeue_jobs_for_shutdown(node="frugal@box") == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.attempts == 0
+    assert f"while running job #{job.pk}; re-queued" in job.log
+    assert "worker was stopped" in job.message
+    assert [m["args"] for m in sent] == [[job.pk]]
+
+
+def test_a_lost_pool_process_is_retried_while_attempts_remain_then_failed(make_job, settings, sent):
+    from workers.celery_app import _lost_cause
+
+    settings.FRUGAL_JOB_MAX_ATTEMPTS = 2
+    retry = make_job(status=JobStatus.RUNNING, attempts=1, worker="frugal@box pid 10")
+    last = make_job(status=JobStatus.RUNNING, attempts=2, worker="frugal@box pid 11")
+    cause = _lost_cause(Exception("Worker exited prematurely: signal 9 (SIGKILL) Job: 0."))
+    assert cause == "signal 9 (SIGKILL)"
+    assert services.retry_lost_job(job_id=retry.pk, cause=cause) == 1
+    assert services.retry_lost_job(job_id=last.pk, cause=cause) == 1
+    retry.refresh_from_db()
+    last.refresh_from_db()
+    assert retry.status == JobStatus.QUEUED and retry.attempts == 1
+    assert last.status == JobStatus.FAILED
+    assert last.error.startswith(f"The worker process running job #{last.pk} died (signal 9")
+    assert "attempt 2 of 2" in last.error and "Job: 0" not in last.error
 
 
 def test_selftest_params_are_validated():

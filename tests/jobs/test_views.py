@@ -59,7 +59,7 @@ def test_members_see_their_projects_jobs(client, make_job, project, annotator):
         response = client.get(url)
         assert response.status_code == 200, url
         body = response.content.decode()
-        assert "selftest" in body or reverse("jobs:status", args=[job.pk]) in body, url
+        assert "Worker self-test" in body or reverse("jobs:status", args=[job.pk]) in body, url
     assert "Scoring rules" in client.get(reverse("jobs:detail", args=[job.pk])).content.decode()
 
 
@@ -168,7 +168,7 @@ def test_admin_launches_the_selftest_from_the_project_fragment(
     assert job.kind == "selftest"
     assert job.project == project
     assert no_broker == ["frugal.selftest"]
-    assert f"#{job.pk} selftest" in response.content.decode()
+    assert f"#{job.pk} Worker self-test" in response.content.decode()
 
 
 def test_job_list_filters_by_project_and_status(client, make_job, project, admin_user, make_user):
@@ -182,11 +182,11 @@ def test_job_list_filters_by_project_and_status(client, make_job, project, admin
 
     def kinds(query):
         body = client.get(reverse("jobs:list"), query).content.decode()
-        return {k for k in ("import_dataset", "train_student") if k in body}
+        return {k for k in ("Import a dataset", "Train student") if k in body}
 
-    assert kinds({}) == {"import_dataset", "train_student"}
-    assert kinds({"project": other.pk}) == {"train_student"}
-    assert kinds({"status": "failed"}) == {"import_dataset"}
+    assert kinds({}) == {"Import a dataset", "Train student"}
+    assert kinds({"project": other.pk}) == {"Train student"}
+    assert kinds({"status": "failed"}) == {"Import a dataset"}
     assert failed.pk and elsewhere.pk
 
 
@@ -256,3 +256,49 @@ def test_job_page_lists_import_problems_with_where_they_are(client, make_job, ad
     response = client.get(reverse("jobs:detail", args=[job.pk]))
     assert response.status_code == 200
     assert b"<strong>data.jsonl</strong>, line 3: malformed JSON" in response.content
+
+
+def test_internal_job_kinds_never_appear_raw_on_job_pages(client, make_job, project, admin_user):
+    jobs = [
+        make_job(kind=kind, status=JobStatus.SUCCEEDED)
+        for kind in ("train_prboost_finalize", "prboost_warm_cache", "index_search")
+    ]
+    client.force_login(admin_user)
+    pages = [
+        client.get(reverse("jobs:list")),
+        client.get(reverse("training:dashboard", args=[project.pk])),
+        *(client.get(reverse("jobs:detail", args=[job.pk])) for job in jobs),
+    ]
+    for page in pages:
+        body = page.content.decode()
+        assert page.status_code == 200
+        for raw in ("train_prboost_finalize", "prboost_warm_cache", "index_search"):
+            assert raw not in body.replace("index_search/", ""), raw
+    body = pages[0].content.decode()
+    assert "Finalize labels" in body and "Warm the PRBoost cache" in body
+    assert "Build the search index" in body
+
+
+def test_a_queued_job_says_what_it_waits_for(client, make_job, project, admin_user):
+    import datetime
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    warm = make_job(
+        kind="prboost_warm_cache",
+        status=JobStatus.RUNNING,
+        progress=0.4,
+        queue="cpu",
+        started_at=now,
+    )
+    queued = make_job(kind="train_prboost_round", queue="cpu")
+    alone = make_job(kind="import_dataset", queue="interactive")
+    Job.objects.filter(pk=queued.pk).update(created_at=now + datetime.timedelta(seconds=1))
+    client.force_login(admin_user)
+    body = client.get(reverse("jobs:status", args=[queued.pk])).content.decode()
+    assert f"Behind job #{warm.pk}, Warm the PRBoost cache, 40% on the cpu queue." in body
+    body = client.get(reverse("jobs:status", args=[alone.pk])).content.decode()
+    assert "Waiting for a worker on the interactive queue." in body
+    body = client.get(reverse("jobs:status", args=[warm.pk])).content.decode()
+    assert "job-waiting" not in body

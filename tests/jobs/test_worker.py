@@ -73,7 +73,9 @@ def test_failing_handler_on_a_worker_gives_users_a_one_line_error(
     job = _selftest(project, admin_user, steps=3, step_seconds=0, fail_at_step=2)
     wait_for_status(job, JobStatus.FAILED, timeout=60)
     assert job.error == "Self-test failure requested at step 2 of 3."
-    assert "Traceback (most recent call last)" in job.log
+    # An expected failure (JobError): its message once in the log, no traceback.
+    assert "Traceback (most recent call last)" not in job.log
+    assert job.log.count("Self-test failure requested at step 2 of 3.") == 1
 
 
 def test_a_job_of_a_kind_no_worker_knows_fails_instead_of_waiting_forever(
@@ -100,17 +102,17 @@ def test_a_killed_worker_leaves_its_job_failed_not_running(
 
 
 @pytest.mark.parametrize("celery_pool", ["prefork"])
-def test_a_killed_pool_process_fails_its_job_at_once_and_the_worker_carries_on(
+def test_a_killed_pool_process_retries_its_job_at_once_and_the_worker_carries_on(
     celery_worker_process, project, admin_user, wait_for_status
 ):
-    job = _selftest(project, admin_user, steps=500, step_seconds=0.2)
+    job = _selftest(project, admin_user, steps=12, step_seconds=0.25)
     wait_for_status(job, JobStatus.RUNNING, timeout=60)
     child_pid = int(re.search(r"pid (\d+)$", job.worker).group(1))
     os.kill(child_pid, signal.SIGKILL)
-    wait_for_status(job, JobStatus.FAILED, timeout=20)
-    assert "worker process running this job died" in job.error
-    after = _selftest(project, admin_user, steps=1, step_seconds=0)
-    wait_for_status(after, JobStatus.SUCCEEDED, timeout=60)
+    wait_for_status(job, JobStatus.SUCCEEDED, timeout=90)
+    assert job.attempts == 2
+    assert f"The worker process running job #{job.pk} died (signal 9 (SIGKILL)" in job.log
+    assert job.celery_task_id not in job.log
     assert celery_worker_process.proc.poll() is None
 
 
@@ -124,7 +126,7 @@ def test_a_worker_restarted_after_a_crash_runs_the_interrupted_job_again(
     celery_worker_factory(nodename=first.nodename)  # the same node comes back
     wait_for_status(job, JobStatus.SUCCEEDED, timeout=60)
     assert job.attempts == 2
-    assert "restarted while running this job" in job.log
+    assert f"restarted while running job #{job.pk}; re-queued" in job.log
 
 
 @pytest.fixture

@@ -188,3 +188,14 @@ def test_to_dict_from_dict_round_trip(rule):
     again = rule_from_dict(rule.to_dict())
     assert again == rule
     assert again.to_dict() == rule.to_dict()
+
+
+def test_a_huge_keyword_list_is_refused_before_any_work():
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(RuleError, match="at most 100 words, got 50000"):
+        KeywordRule(words=tuple(f"w{i}" for i in range(50_000)), label=0)
+    assert time.perf_counter() - started < 0.5
+    rule = KeywordRule(words=("a", "b") * 400, label=0)  # duplicates: a set, not a list scan
+    assert rule.words == ("a", "b")

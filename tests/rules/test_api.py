@@ -1,5 +1,7 @@
 """Rules API: list with filters, write, review with 409 on conflicts, detail, undo, delete."""
 
+import time
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -124,3 +126,40 @@ def test_only_admins_delete_and_outsiders_see_nothing(
     api.force_authenticate(admin_user)
     assert api.delete(url).status_code == 204
     assert not Rule.objects.filter(pk=suggestions[0].pk).exists()
+
+
+def test_preview_endpoint_says_when_the_cap_stopped_it(
+    api, project, examples, annotator, settings, monkeypatch
+):
+    settings.FRUGAL_PREVIEW_MAX_BYTES = 0
+    monkeypatch.setattr("models.prboost.matching.PER_TEXT_BLOCK", 1)
+    api.force_authenticate(annotator)
+    data = api.post(
+        base(project) + "preview/",
+        {"definition": {"kind": "regex", "pattern": "(?s).*e", "flags": "", "label": 0}},
+        format="json",
+    ).json()
+    assert data["stopped_after"] is not None
+    assert data["notice"].startswith(f"stopped after {data['stopped_after']:,} examples")
+
+
+def test_fifty_thousand_keywords_are_refused_at_once_with_a_clear_message(
+    api, project, examples, annotator
+):
+    api.force_authenticate(annotator)
+    words = [f"w{i}" for i in range(50_000)]
+    started = time.perf_counter()
+    data = api.post(
+        base(project) + "preview/",
+        {"definition": {"kind": "keyword", "words": words, "label": 0}},
+        format="json",
+    ).json()
+    assert time.perf_counter() - started < 2.0
+    assert "50,000 words" in data["error"] and "at most 100" in data["error"]
+    # Duplicates count once (500 words as given, 2 different).
+    data = api.post(
+        base(project) + "preview/",
+        {"definition": {"kind": "keyword", "words": ["song", "nice"] * 250, "label": 0}},
+        format="json",
+    ).json()
+    assert data["error"] == "" and data["pool_matches"] >= 2

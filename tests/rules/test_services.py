@@ -408,3 +408,36 @@ def test_decisions_per_suggestion_comes_from_the_training_settings(project):
     assert decisions_needed_for(project) == 3
     project.settings = {}
     assert decisions_needed_for(project) == 1
+
+
+def test_a_preview_cut_short_by_the_time_cap_says_after_how_many_examples(
+    project, examples, settings
+):
+    from apps.datasets.models import Example
+
+    Example.objects.bulk_create(
+        Example(project=project, external_id=f"f{i}", text=f"filler {i}") for i in range(3000)
+    )
+    settings.FRUGAL_PREVIEW_MAX_SECONDS = 0.0
+    definition = RegexRule(pattern="(?s).*9", label=1, flags="").to_dict()
+    for exact in (False, True):
+        preview = services.preview_rule(project=project, definition=definition, exact=exact)
+        assert preview.stopped_after is not None and 0 < preview.stopped_after < 3014
+        assert preview.stopped_text.startswith(f"stopped after {preview.stopped_after:,} examples")
+        assert preview.pool_total <= preview.stopped_after and not preview.estimated
+    settings.FRUGAL_PREVIEW_MAX_SECONDS = 30.0
+    whole = services.preview_rule(project=project, definition=definition, exact=True)
+    assert whole.stopped_after is None and whole.stopped_text == ""
+
+
+def test_keyword_lists_are_sized_first_and_deduplicated(project, examples):
+    with pytest.raises(services.RuleInputError, match="1,001 words"):
+        services.build_definition(
+            project=project, kind="keyword", label=0, words=[f"w{i}" for i in range(1001)]
+        )
+    with pytest.raises(services.RuleInputError, match="characters long in all"):
+        services.build_definition(project=project, kind="keyword", label=0, words=["a" * 150] * 200)
+    definition = services.build_definition(
+        project=project, kind="keyword", label=0, words="song, nice, song\nsong"
+    )
+    assert definition["words"] == ["song", "nice"]

@@ -229,3 +229,61 @@ def test_a_rule_of_another_project_is_not_found(client, project, suggestions, ma
     url = reverse("rules:delete", args=[other.pk, suggestions[0].pk])
     assert client.post(url).status_code == 404
     assert Rule.objects.filter(pk=suggestions[0].pk).exists()
+
+
+def test_write_a_rule_preview_says_stopped_after_n_examples(
+    client, project, examples, annotator, settings, monkeypatch
+):
+    settings.FRUGAL_PREVIEW_MAX_BYTES = 0
+    monkeypatch.setattr("models.prboost.matching.PER_TEXT_BLOCK", 1)
+    client.force_login(annotator)
+    body = client.get(
+        reverse("rules:preview", args=[project.pk]),
+        {"kind": "regex", "pattern": "(?s).*e", "label": "1"},
+        **HTMX,
+    ).content.decode()
+    assert "Preview stopped after" in body and "examples" in body
+
+
+def test_review_edit_with_thirty_thousand_words_answers_fast_and_clearly(
+    client, project, suggestions, annotator
+):
+    import time
+
+    client.force_login(annotator)
+    url = reverse("rules:rule_preview", args=[project.pk, suggestions[0].pk])
+    started = time.perf_counter()
+    body = client.get(url, {"words": ", ".join(f"w{i}" for i in range(30_000))}, **HTMX)
+    assert time.perf_counter() - started < 2.0
+    assert "30,000 words" in body.content.decode()
+    # Under the cap, duplicates collapse to one word each (a set, no quadratic work).
+    body = client.get(url, {"words": ", ".join(["song"] * 900)}, **HTMX).content.decode()
+    assert "<strong>2</strong> of 8" in body
+
+
+def test_the_last_suggestions_held_by_someone_else_are_named_not_nothing_left(
+    client, project, suggestions, annotator, second_annotator
+):
+    # bob holds the last suggestion; annie decided the other three.
+    for rule in suggestions[:3]:
+        services.decide(rule=rule, user=annotator, action="reject", expected_version=1)
+    held = services.next_suggestion_for(project=project, user=second_annotator)
+    assert held.pk == suggestions[3].pk
+    client.force_login(annotator)
+    body = client.get(review_url(project)).content.decode()
+    assert "1 suggestion is being reviewed by bob" in body
+    assert "Nothing left to review" not in body
+    # Once bob decides, it is over for everyone.
+    services.decide(rule=held, user=second_annotator, action="accept", expected_version=1)
+    body = client.get(review_url(project)).content.decode()
+    assert "Nothing left to review in round 1" in body and "being reviewed by" not in body
+
+
+def test_u_after_a_skip_in_review_brings_the_skipped_suggestion_back(
+    client, project, suggestions, annotator
+):
+    client.force_login(annotator)
+    first = services.next_suggestion_for(project=project, user=annotator)
+    client.post(review_url(project), {"rule_id": first.pk, "version": 1, "action": "skip"}, **HTMX)
+    body = client.post(review_url(project), {"action": "undo"}, **HTMX).content.decode()
+    assert f'name="rule_id" value="{first.pk}"' in body

@@ -74,7 +74,7 @@ def test_admin_runs_rounds_from_the_dashboard_and_the_plots_gain_points(
     )
     page.get_by_role("button", name="Finalize").click()
     page.wait_for_function(
-        "() => /train_prboost_finalize[\\s\\S]*Succeeded/i"
+        "() => /Finalize labels[\\s\\S]*Succeeded/i"
         ".test(document.querySelector('#training-dashboard').innerText)",
         timeout=120_000,
     )

@@ -79,7 +79,7 @@ def test_admin_launches_a_round_and_sees_it_running(client, project, admin_user)
     assert job.kind == kinds.RUN_ROUND and job.status == JobStatus.QUEUED
     html = response.content.decode()
     assert 'hx-trigger="every 2s"' in html  # polls while the job runs
-    assert f"#{job.pk} {kinds.RUN_ROUND}" in html
+    assert f"#{job.pk} Run a boosting round" in html  # the readable label, not the kind
     again = client.post(
         f"/projects/{project.pk}/training/launch/", {"action": "warm"}, HTTP_HX_REQUEST="true"
     )

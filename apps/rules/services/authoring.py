@@ -22,6 +22,7 @@ from apps.rules.services.common import (
     MAX_MANUAL_PATTERN_LENGTH,
     RuleInputError,
     after_decision,
+    check_words_size,
     decisions_needed_for,
     key_hash,
     snapshot,
@@ -38,14 +39,16 @@ from models.prboost.rules import (
 
 
 def _words(value) -> tuple[str, ...]:
-    """Words from a list or from text separated by commas or new lines."""
+    """Words from a list or from text separated by commas or new lines, each once (first
+    occurrence kept), sizes checked before any other work."""
+    check_words_size(value)
     if isinstance(value, str):
         parts = re.split(r"[,\n]", value)
     elif isinstance(value, Sequence):
         parts = [str(v) for v in value]
     else:
         raise RuleInputError("words must be a list or text separated by commas")
-    words = tuple(p.strip() for p in parts if p.strip())
+    words = tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
     if not words:
         raise RuleInputError("give at least one word or phrase")
     return words

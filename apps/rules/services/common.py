@@ -20,6 +20,30 @@ MAX_DECISIONS_NEEDED = 9
 # Hand-written regexes are capped well below the engine's own limit: a pattern longer than
 # this is not something a person types, and the live preview stays fast.
 MAX_MANUAL_PATTERN_LENGTH = 500
+# A keyword list is checked for size before any other work (issue 13 item 2: 50,000 words took
+# 16 s): at most this many words as given (duplicates included) and characters in all.
+MAX_WORDS_GIVEN = 1_000
+MAX_WORDS_CHARS = 20_000
+
+
+def check_words_size(value: Any) -> None:
+    """RuleInputError if a keyword list (text or list, as given) is too large to look at."""
+    if isinstance(value, str):
+        chars, count = len(value), value.count(",") + value.count("\n") + 1
+    elif isinstance(value, list | tuple):
+        count = len(value)
+        chars = sum(len(v) if isinstance(v, str) else 0 for v in value[: MAX_WORDS_GIVEN + 1])
+    else:
+        return
+    if count > MAX_WORDS_GIVEN:
+        raise RuleInputError(
+            f"this list has {count:,} words; a keyword rule takes at most 100 different words "
+            f"(and {MAX_WORDS_GIVEN:,} as given)"
+        )
+    if chars > MAX_WORDS_CHARS:
+        raise RuleInputError(
+            f"the words are {chars:,} characters long in all; the limit is {MAX_WORDS_CHARS:,}"
+        )
 
 
 class RuleConflict(Exception):

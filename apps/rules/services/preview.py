@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
+from django.db import connection
 from django.utils.safestring import SafeString
 
 from apps.datasets.models import Example
@@ -19,13 +21,21 @@ from apps.projects.models import Project
 from apps.rules.corpus import answer_index, project_texts
 from apps.rules.describe import describe
 from apps.rules.highlight import highlight_rule
-from apps.rules.services.common import MAX_MANUAL_PATTERN_LENGTH
+from apps.rules.services.common import (
+    MAX_MANUAL_PATTERN_LENGTH,
+    RuleInputError,
+    check_words_size,
+)
 from models.prboost.rules import PromptRule, RegexRule, RuleError, rule_from_dict
 
 PREVIEW_SAMPLES = 8
 PREVIEW_TEXT_CHARS = 320
 # A dense regex (most texts match) is counted on this many texts while typing (see preview_rule).
-PREVIEW_DENSE_BUDGET = 20_000
+PREVIEW_DENSE_BUDGET = 10_000
+# Every preview (edits and saves too) stops matching a regex after this long or this many bytes
+# of text scanned (settings FRUGAL_PREVIEW_MAX_SECONDS, FRUGAL_PREVIEW_MAX_BYTES).
+DEFAULT_MAX_SECONDS = 0.5
+DEFAULT_MAX_BYTES = 256 << 20
 
 
 @dataclass
@@ -51,6 +61,9 @@ class Preview:
     elapsed_ms: float = 0.0
     estimated: bool = False  # pool/test counts scaled up from ``looked_at`` texts
     looked_at: int = 0
+    # Set when the time or bytes cap cut matching short: the examples looked at (in id order);
+    # the counts are of those.
+    stopped_after: int | None = None
 
     @property
     def coverage(self) -> float:
@@ -60,6 +73,16 @@ class Preview:
     def dev_precision(self) -> float | None:
         """Raw share of the matched gold dev examples that carry the rule's label."""
         return self.dev_correct / self.dev_labeled if self.dev_labeled else None
+
+    @property
+    def stopped_text(self) -> str:
+        """ "stopped after N examples" when a cap cut the preview short, else ""."""
+        if self.stopped_after is None:
+            return ""
+        return (
+            f"stopped after {self.stopped_after:,} examples: this pattern takes too long to "
+            "match on all of them, so the counts are of those"
+        )
 
     @property
     def coverage_text(self) -> str:
@@ -97,12 +120,20 @@ def preview_rule(
 ) -> Preview:
     """Match one rule on all the project's examples and summarize (the live preview).
 
-    A regex that matches most texts costs one RE2 pass per text; unless ``exact``, such a
-    pattern is counted on an even sample of ``PREVIEW_DENSE_BUDGET`` texts plus every dev text,
-    and the pool/test counts are scaled up (``Preview.estimated``; dev counts stay exact).
-    Never raises for a bad rule: ``Preview.error`` carries the message instead.
+    A regex that matches most texts (or whose matches run over text edges, or that takes long)
+    costs one RE2 pass per text; unless ``exact``, such a pattern is counted on an even sample
+    of ``PREVIEW_DENSE_BUDGET`` texts plus every dev text, and the pool/test counts are scaled up
+    (``Preview.estimated``; dev counts stay exact). Exact or not, matching stops after
+    ``FRUGAL_PREVIEW_MAX_SECONDS`` or ``FRUGAL_PREVIEW_MAX_BYTES`` scanned
+    (``Preview.stopped_after``: the counts are of the examples looked at). Never raises for a
+    bad rule: ``Preview.error`` carries the message instead.
     """
     started = time.perf_counter()
+    try:
+        for name in ("words", "answer_words"):
+            check_words_size(definition.get(name) if isinstance(definition, Mapping) else None)
+    except RuleInputError as exc:
+        return Preview(error=exc.message)
     try:
         rule = rule_from_dict(definition)
     except RuleError as exc:
@@ -116,8 +147,12 @@ def preview_rule(
     preview = Preview(description=describe(rule, project))
     preview.pool_total = int((texts.splits == 0).sum())
     try:
-        matched, looked = texts.matcher.match(
-            rule, budget=None if exact else PREVIEW_DENSE_BUDGET, always=texts.splits == 1
+        result = texts.matcher.match_bounded(
+            rule,
+            budget=None if exact else PREVIEW_DENSE_BUDGET,
+            always=texts.splits == 1,
+            max_seconds=float(getattr(settings, "FRUGAL_PREVIEW_MAX_SECONDS", DEFAULT_MAX_SECONDS)),
+            max_bytes=int(getattr(settings, "FRUGAL_PREVIEW_MAX_BYTES", DEFAULT_MAX_BYTES)),
         )
     except RuleError as exc:
         preview.error = str(exc)
@@ -127,6 +162,11 @@ def preview_rule(
                 "numbers shown are from when the rule was proposed"
             )
         return preview
+    matched, looked = result.matched, result.looked
+    if result.stopped_after is not None:
+        preview.stopped_after = result.stopped_after
+        preview.pool_total = int((texts.splits[: result.stopped_after] == 0).sum())
+        looked = None  # counts of the examples looked at, not scaled up
     split_of = texts.splits[matched]
     pool_positions = matched[split_of == 0]
     dev_ids = texts.ids[matched[split_of == 1]]
@@ -143,13 +183,9 @@ def preview_rule(
                 scaled_count = getattr(preview, name) * total[split] / seen[split]
                 setattr(preview, name, int(round(scaled_count)))
     if dev_ids.size:
-        golds = list(
-            Example.objects.filter(
-                project=project, pk__in=dev_ids.tolist(), gold_label__isnull=False
-            ).values_list("gold_label", flat=True)
+        preview.dev_labeled, preview.dev_correct = _gold_agreement(
+            project=project, ids=dev_ids, label=rule.label
         )
-        preview.dev_labeled = len(golds)
-        preview.dev_correct = sum(1 for g in golds if g == rule.label)
     sample_positions = _spread(pool_positions, samples)
     preview.samples = [
         PreviewSample(
@@ -160,6 +196,26 @@ def preview_rule(
     ]
     preview.elapsed_ms = (time.perf_counter() - started) * 1000
     return preview
+
+
+def _gold_agreement(*, project: Project, ids: np.ndarray, label: int) -> tuple[int, int]:
+    """(examples among ``ids`` with a gold label, those whose gold label is ``label``): one
+    row back from the database, the ids as one array parameter on PostgreSQL (thousands of
+    matched dev examples cost one query, not thousands of rows)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), count(*) FILTER (WHERE gold_label = %s) FROM datasets_example "
+                "WHERE project_id = %s AND id = ANY(%s) AND gold_label IS NOT NULL",
+                [label, project.pk, ids.tolist()],
+            )
+            labeled, correct = cursor.fetchone()
+        return int(labeled), int(correct)
+    golds = Example.objects.filter(
+        project=project, pk__in=ids.tolist(), gold_label__isnull=False
+    ).values_list("gold_label", flat=True)
+    values = list(golds)
+    return len(values), sum(1 for g in values if g == label)
 
 
 def _spread(positions: np.ndarray, k: int) -> list[int]:

@@ -1,10 +1,17 @@
-"""``python manage.py runstack``: the web server and a job worker, supervised together.
+"""``python manage.py runstack``: the web server and the job workers, supervised together.
 
 Decides the Celery broker for this checkout (apps/frugal/broker.py: recorded in
 ``var/broker_url``), then starts gunicorn (serving ``apps.frugal.wsgi`` with whitenoise for static
-files) and one Celery worker consuming the ``cpu`` and ``gpu`` queues; the worker also runs the
-periodic maintenance pass (workers/maintenance_tasks.py). Ctrl-C stops both; if either dies,
-the other is stopped and the command exits non-zero saying which one died.
+files) and two Celery workers: one consuming the ``cpu`` and ``gpu`` queues (model jobs), one the
+``interactive`` queue (imports, index builds, label refresh: short jobs a person waits for, so
+they never wait behind a warm-up; apps/jobs/kinds.py). Each worker also runs the periodic
+maintenance pass (workers/maintenance_tasks.py).
+
+Supervision: a worker that dies (killed, crashed) is restarted while the web server keeps
+serving; its jobs are re-queued by the new process (``recover_jobs_of_node``). Only the web
+server dying stops the stack. Ctrl-C (SIGINT/SIGTERM) stops everything gracefully: each worker's
+main process gets SIGTERM (never its pool child, which would die mid-job), re-queues the job it
+runs (workers/celery_app.py) and exits; the job runs again at the next start.
 """
 
 import contextlib
@@ -59,8 +66,24 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+# Workers run at a lower CPU priority than the web server, so batch work on a small machine
+# takes the cores people's requests leave (environment FRUGAL_WORKER_NICE, 0 turns it off).
+WORKER_NICE = int(os.environ.get("FRUGAL_WORKER_NICE", "10"))
+
+
+def _worker_preexec() -> None:
+    _die_with_parent()
+    if WORKER_NICE > 0:
+        with contextlib.suppress(OSError):
+            os.nice(WORKER_NICE)
+
+
 def worker_command(
-    *, nodename: str, loglevel: str = "INFO", pool_args: list[str] | None = None
+    *,
+    nodename: str,
+    loglevel: str = "INFO",
+    pool_args: list[str] | None = None,
+    queues: tuple[str, ...] = ("cpu", "gpu"),
 ) -> list[str]:
     prefix = settings.FRUGAL_QUEUE_PREFIX
     return [
@@ -71,7 +94,7 @@ def worker_command(
         "workers",
         "worker",
         "-Q",
-        f"{prefix}cpu,{prefix}gpu",
+        ",".join(f"{prefix}{queue}" for queue in queues),
         *(WORKER_POOL_ARGS if pool_args is None else pool_args),
         "-n",
         nodename,
@@ -80,6 +103,19 @@ def worker_command(
         "--loglevel",
         loglevel,
     ]
+
+
+# name -> (queues, node name prefix): the workers runstack starts.
+# name -> (queues, suffix of the node name); the node name is settings.FRUGAL_WORKER_NAME
+# (per installation) with the suffix before the "@".
+WORKERS = {
+    "worker": (("cpu", "gpu"), ""),
+    "interactive worker": (("interactive",), "-interactive"),
+}
+# A worker that dies is restarted at once, then after 1, 2, 4 ... s (at most 30) while it keeps
+# dying within RESTART_RESET_S of its start.
+RESTART_RESET_S = 60.0
+RESTART_MAX_DELAY_S = 30.0
 
 
 def web_command(*, host: str, port: int, workers: int, threads: int) -> list[str]:
@@ -150,25 +186,36 @@ class Command(BaseCommand):
         # for any process of this checkout started later, and passed to both children.
         broker = choose_broker(settings.VAR_DIR)
         env["CELERY_BROKER_URL"] = broker
-        nodename = settings.FRUGAL_WORKER_NAME  # per installation: two stacks never share one
+        base, _, host_name = settings.FRUGAL_WORKER_NAME.partition("@")
+        host_name = host_name or socket.gethostname()
+        nodes = {name: f"{base}{suffix}@{host_name}" for name, (_, suffix) in WORKERS.items()}
         children: dict[str, subprocess.Popen] = {}
+        started_at: dict[str, float] = {}
+        restarts: dict[str, int] = {}
         stopping = False
 
         def request_stop(signum, frame):
             nonlocal stopping
             stopping = True
 
-        previous = {
-            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
-            children["worker"] = subprocess.Popen(
-                worker_command(nodename=nodename, loglevel=loglevel),
+        def start_worker(name: str) -> None:
+            queues, _ = WORKERS[name]
+            children[name] = subprocess.Popen(
+                worker_command(nodename=nodes[name], loglevel=loglevel, queues=queues),
                 env=env,
                 cwd=str(settings.BASE_DIR),
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - runs before exec, no threads yet
+                preexec_fn=_worker_preexec,  # noqa: PLW1509 - runs before exec, no threads yet
             )
+            started_at[name] = time.monotonic()
+
+        previous = {
+            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        died = None
+        try:
+            for name in WORKERS:
+                start_worker(name)
             children["web server"] = subprocess.Popen(
                 web_command(host=host, port=port, workers=web_workers, threads=web_threads),
                 env=env,
@@ -176,28 +223,51 @@ class Command(BaseCommand):
                 start_new_session=True,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509
             )
-            died = None
             announced = False
+            pending: dict[str, float] = {}  # worker -> when to start it again
             while not stopping and died is None:
                 if not announced and _answers(host, port):
-                    self._banner(host, port, nodename, broker)
+                    self._banner(host, port, nodes, broker)
                     announced = True
                 time.sleep(0.3)
-                died = next((name for name, p in children.items() if p.poll() is not None), None)
+                if children["web server"].poll() is not None:
+                    died = "web server"
+                    break
+                now = time.monotonic()
+                for name in WORKERS:
+                    proc = children[name]
+                    if name in pending:
+                        if now >= pending[name]:
+                            del pending[name]
+                            start_worker(name)
+                        continue
+                    if proc.poll() is None:
+                        continue
+                    # Its pool children may outlive it: end the whole group first.
+                    self._signal(proc, signal.SIGKILL)
+                    quick = now - started_at[name] < RESTART_RESET_S
+                    restarts[name] = restarts.get(name, 0) + 1 if quick else 1
+                    tries = restarts[name]
+                    delay = 0.0 if tries == 1 else min(RESTART_MAX_DELAY_S, 2.0 ** (tries - 2))
+                    self.stderr.write(
+                        f"The {name} exited unexpectedly (exit code {proc.returncode}); "
+                        f"restarting it{f' in {delay:.0f} s' if delay else ''}. The web server "
+                        "keeps serving; its running job is re-queued."
+                    )
+                    pending[name] = now + delay
         finally:
             self._stop_all(children)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if died is not None:
             code = children[died].returncode
-            others = [name for name in children if name != died]
             raise CommandError(
-                f"The {died} exited unexpectedly (exit code {code}); stopped the "
-                f"{' and '.join(others)}. Its output above says why."
+                f"The {died} exited unexpectedly (exit code {code}); stopped the workers. "
+                "Its output above says why."
             )
-        self.stdout.write("Stopped the web server and the worker.")
+        self.stdout.write("Stopped the web server and the workers.")
 
-    def _banner(self, host: str, port: int, nodename: str, broker: str) -> None:
+    def _banner(self, host: str, port: int, nodes: dict[str, str], broker: str) -> None:
         shown_host = f"[{host}]" if ":" in host else host
         if host in ("0.0.0.0", "::"):  # noqa: S104 - only for display
             shown_host = "127.0.0.1"
@@ -217,23 +287,30 @@ class Command(BaseCommand):
             + f"  log in:   {url}accounts/login/  (accounts: printed by `manage.py load_demo`)\n"
             + f"  broker:   {broker_text}\n"
             + f"  database: {db_text}\n"
-            + f"  worker:   {nodename}, queues {prefix}cpu and {prefix}gpu\n"
-            + "  Ctrl-C stops both.\n"
+            + f"  workers:  {nodes['worker']}, queues {prefix}cpu and {prefix}gpu;\n"
+            + f"            {nodes['interactive worker']}, queue {prefix}interactive\n"
+            + "  Ctrl-C stops everything.\n"
         )
 
     def _stop_all(self, children: dict[str, subprocess.Popen]) -> None:
-        """SIGTERM (gunicorn: graceful; celery: warm shutdown), then SIGQUIT/SIGKILL after a
-        grace period — a running job is then re-queued by the next worker start."""
+        """SIGTERM to each main process — gunicorn stops gracefully; a Celery worker re-queues
+        the job it runs and makes it stop at its next progress call (workers/celery_app.py),
+        then exits — and SIGKILL to what is left after a grace period (the job is queued
+        already). Only the main process gets SIGTERM: sent to the whole group it would kill the
+        worker's pool child mid-job (a WorkerLostError instead of a clean stop)."""
         alive = {name: p for name, p in children.items() if p.poll() is None}
         for proc in alive.values():
-            self._signal(proc, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
         while time.monotonic() < deadline and any(p.poll() is None for p in alive.values()):
             time.sleep(0.2)
         for name, proc in alive.items():
             if proc.poll() is None:
                 self.stderr.write(f"The {name} did not stop in {STOP_GRACE_S} s; killing it.")
-                self._signal(proc, signal.SIGKILL)
+            # The group: a stopped worker's pool children, gunicorn's workers.
+            self._signal(proc, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
 
     @staticmethod
