@@ -5,6 +5,7 @@ from django.db import models
 class TaskType(models.TextChoices):
     TEXT_CLASSIFICATION = "text_classification", "Text classification"
     RELATION_EXTRACTION = "relation_extraction", "Relation extraction"
+    PREFERENCE = "preference", "Preference pairs (reward models)"
 
 
 class Role(models.TextChoices):
