@@ -86,11 +86,14 @@ class TopWeightedView(_PreferenceScoped, generics.ListAPIView):
 class PairExportView(_PreferenceScoped, APIView):
     @extend_schema(
         summary="Stream every pair with its weight",
-        parameters=[OpenApiParameter("format", str, description="jsonl (default), parquet or trl")],
+        parameters=[OpenApiParameter("layout", str, description="jsonl (default), parquet or trl")],
         responses={(200, "application/x-ndjson"): bytes},
     )
     def get(self, request, project_id: int):
-        return export_response(project=self.project, fmt=request.query_params.get("format", "jsonl"))
+        # ``layout``, not ``format``: DRF reserves ``?format=`` for its content negotiation
+        return export_response(
+            project=self.project, fmt=request.query_params.get("layout", "jsonl")
+        )
 
 
 class RewardModelView(_PreferenceScoped, APIView):

@@ -28,8 +28,16 @@ def histogram(values: list[float], bins: int = 20) -> dict | None:
                 "label": f"{edges[i]:.2f}–{edges[i + 1]:.2f}: {int(c)} pairs",
             }
         )
-    return {"bars": bars, "width": WIDTH, "height": HEIGHT, "pad": PAD, "max": top,
-            "bottom": PAD + plot_h, "right": PAD + plot_w, "n": len(values)}
+    return {
+        "bars": bars,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "pad": PAD,
+        "max": top,
+        "bottom": PAD + plot_h,
+        "right": PAD + plot_w,
+        "n": len(values),
+    }
 
 
 def curve(points: list[dict], key: str = "val_heldout_accuracy") -> dict | None:
@@ -43,12 +51,24 @@ def curve(points: list[dict], key: str = "val_heldout_accuracy") -> dict | None:
     plot_w, plot_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
 
     def px(x, y):
-        return (round(PAD + plot_w * x / x_max, 1), round(PAD + plot_h * (hi - y) / (hi - lo or 1), 1))
+        return (
+            round(PAD + plot_w * x / x_max, 1),
+            round(PAD + plot_h * (hi - y) / (hi - lo or 1), 1),
+        )
 
     coords = [px(x, y) for x, y in pts]
     return {
         "path": " ".join(f"{x},{y}" for x, y in coords),
-        "dots": [{"x": c[0], "y": c[1], "label": f"iteration {x}: {y:.3f}"} for c, (x, y) in zip(coords, pts)],
-        "width": WIDTH, "height": HEIGHT, "pad": PAD, "bottom": PAD + plot_h, "right": PAD + plot_w,
-        "lo": f"{lo:.2f}", "hi": f"{hi:.2f}", "x_max": x_max,
+        "dots": [
+            {"x": c[0], "y": c[1], "label": f"iteration {x}: {y:.3f}"}
+            for c, (x, y) in zip(coords, pts)
+        ],
+        "width": WIDTH,
+        "height": HEIGHT,
+        "pad": PAD,
+        "bottom": PAD + plot_h,
+        "right": PAD + plot_w,
+        "lo": f"{lo:.2f}",
+        "hi": f"{hi:.2f}",
+        "x_max": x_max,
     }

@@ -67,6 +67,9 @@ class WeightRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
 
+    def __str__(self) -> str:
+        return f"weight run {self.pk}"
+
 
 class Choice(models.TextChoices):
     CHOSEN = "chosen", "Chosen is better"
@@ -89,6 +92,9 @@ class PairJudgement(models.Model):
             models.UniqueConstraint(fields=["pair", "user"], name="unique_pair_judgement")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.user_id} on pair {self.pair_id}: {self.choice}"
+
 
 class Decision(models.TextChoices):
     CONFIRM = "confirm", "Confirm"
@@ -110,3 +116,6 @@ class Rejudgement(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} pair {self.pair_id}"

@@ -85,7 +85,9 @@ def _text(value, record, column: str, problems: Problems, *, required: bool) -> 
         if isinstance(value, int | float) and not isinstance(value, bool) and column == "id":
             return str(value)
         problems.add(
-            record.file, f"the {column} must be text, got {type(value).__name__}", **record.where(column)
+            record.file,
+            f"the {column} must be text, got {type(value).__name__}",
+            **record.where(column),
         )
         return None
     if len(value) > MAX_TEXT_CHARS:
@@ -145,7 +147,9 @@ def parse_pairs(
             if prompt is None or chosen is None or rejected is None:
                 continue
             if chosen == rejected:
-                problems.add(name, "chosen and rejected are the same text", **record.where("rejected"))
+                problems.add(
+                    name, "chosen and rejected are the same text", **record.where("rejected")
+                )
                 continue
             split = split.lower() or str(default_split)
             if split not in splits:
@@ -157,9 +161,13 @@ def parse_pairs(
                 continue
             ext = (ext or f"{Path(name).name}:{record.row or record.line}").strip()[:200]
             if ext in seen:
-                problems.add(name, f"the id {ext!r} appears twice ({seen[ext]})", **record.where("id"))
+                problems.add(
+                    name, f"the id {ext!r} appears twice ({seen[ext]})", **record.where("id")
+                )
                 continue
-            seen[ext] = f"first at line {record.line}" if record.line else f"first at row {record.row}"
+            seen[ext] = (
+                f"first at line {record.line}" if record.line else f"first at row {record.row}"
+            )
             rows.append(
                 {
                     "external_id": ext,
@@ -181,7 +189,12 @@ def parse_pairs(
 
 
 def import_pairs(
-    *, project, path: Path, name: str | None = None, fmt: str | None = None, default_split: str = "pool"
+    *,
+    project,
+    path: Path,
+    name: str | None = None,
+    fmt: str | None = None,
+    default_split: str = "pool",
 ) -> int:
     """Import every pair of the file or none (raises ``ImportFailed`` listing the problems)."""
     name = name or path.name
@@ -215,7 +228,9 @@ def import_pairs(
                 [PreferencePair(project=project, **r) for r in rows], batch_size=BATCH
             )
     except IntegrityError as exc:  # a concurrent import took an id
-        raise ImportFailed([_problem(name, f"the import collided with another one: {exc}")]) from exc
+        raise ImportFailed(
+            [_problem(name, f"the import collided with another one: {exc}")]
+        ) from exc
     return len(rows)
 
 
@@ -267,7 +282,12 @@ def export_parquet(rows: Iterable[dict], *, layout: str) -> bytes:
 
     if layout == "trl":
         schema = pa.schema(
-            [("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string()), ("weight", pa.float64())]
+            [
+                ("prompt", pa.string()),
+                ("chosen", pa.string()),
+                ("rejected", pa.string()),
+                ("weight", pa.float64()),
+            ]
         )
     else:
         schema = pa.schema(

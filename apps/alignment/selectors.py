@@ -44,7 +44,11 @@ def top_weighted(*, project, fraction: float):
 
 def sources_of(*, project) -> list[str]:
     return list(
-        pairs_of(project=project).exclude(source="").values_list("source", flat=True).distinct().order_by("source")
+        pairs_of(project=project)
+        .exclude(source="")
+        .values_list("source", flat=True)
+        .distinct()
+        .order_by("source")
     )
 
 
@@ -77,7 +81,9 @@ def next_rejudge_pair(*, project) -> PreferencePair | None:
 
 
 def rejudge_counts(*, project) -> dict:
-    rows = Rejudgement.objects.filter(pair__project=project).values("decision").annotate(n=Count("id"))
+    rows = (
+        Rejudgement.objects.filter(pair__project=project).values("decision").annotate(n=Count("id"))
+    )
     out = {d.value: 0 for d in Decision}
     for r in rows:
         out[r["decision"]] = r["n"]
@@ -180,7 +186,11 @@ def agreement(*, project) -> dict:
 def flipped_share(*, project) -> dict:
     """Of the re-judged pairs, how many annotators flipped (admins' summary)."""
     c = rejudge_counts(project=project)
-    return {"flipped": c["flip"], "rejudged": c["total"], "share": c["flip"] / c["total"] if c["total"] else None}
+    return {
+        "flipped": c["flip"],
+        "rejudged": c["total"],
+        "share": c["flip"] / c["total"] if c["total"] else None,
+    }
 
 
 def pair_filter(*, project, q: str = ""):

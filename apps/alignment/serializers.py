@@ -27,8 +27,12 @@ class PairSerializer(serializers.ModelSerializer):
 
 
 class ScoreRequestSerializer(serializers.Serializer):
-    prompts = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False))
-    responses = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False))
+    prompts = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False)
+    )
+    responses = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False)
+    )
 
 
 class ScoreResponseSerializer(serializers.Serializer):

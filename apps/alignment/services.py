@@ -40,17 +40,20 @@ def _noop(*_args) -> None:
     return None
 
 
-def dorm_config(*, reward_model: str = "head", weights: str = "features", method: str = "penalty",
-                stage2: bool = True, members: int = 5, seed: int = 0):
+def dorm_config(
+    *,
+    reward_model: str = "head",
+    weights: str = "features",
+    method: str = "penalty",
+    stage2: bool = True,
+    members: int = 5,
+    seed: int = 0,
+):
     """The DORM settings a job runs with (defaults: see bench/RESULTS-dorm.md)."""
     from models.dorm.bilevel import RefineConfig
-    from models.dorm.pipeline import DormConfig
-    from models.dorm.reward import RewardConfig
+    from models.dorm.pipeline import DormConfig, default_reward_config
 
-    if reward_model == "head":
-        reward = RewardConfig(kind="head", epochs=30, head_lr=3e-3, weight_decay=1e-2, seed=seed)
-    else:
-        reward = RewardConfig(kind="top", epochs=2, lr=1e-4, head_lr=1e-3, seed=seed)
+    reward = default_reward_config(reward_model, seed=seed)
     return DormConfig(
         reward=reward,
         refine=RefineConfig(method=method, weights=weights, seed=seed),
@@ -98,7 +101,8 @@ def compute_weights(
     pool, dev = _training_pairs(project)
     if len(pool) < MIN_TRAIN_PAIRS:
         raise ValidationError(
-            f"DORM needs at least {MIN_TRAIN_PAIRS} active pool pairs (the project has {len(pool)})."
+            f"DORM needs at least {MIN_TRAIN_PAIRS} active pool pairs "
+            f"(the project has {len(pool)})."
         )
     stage2 = bool(params.get("stage2", True))
     if stage2 and len(dev) < MIN_VAL_PAIRS:
@@ -186,7 +190,8 @@ def train_reward_model(
     evals = {s: list(base.filter(split=s)) for s in (PairSplit.DEV, PairSplit.TEST)}
     if len(pool) < MIN_TRAIN_PAIRS:
         raise ValidationError(
-            f"Training needs at least {MIN_TRAIN_PAIRS} active pool pairs (the project has {len(pool)})."
+            f"Training needs at least {MIN_TRAIN_PAIRS} active pool pairs "
+            f"(the project has {len(pool)})."
         )
     config = dorm_config(reward_model=params.get("reward_model", "head"))
     weights = np.array([p.weight if p.weight is not None else 1.0 for p in pool])
@@ -202,7 +207,10 @@ def train_reward_model(
         progress=lambda f, m: progress(0.3 * f, m),
         cache_dir=settings.FRUGAL_MODEL_CACHE_DIR,
     )
-    log(f"Training on {len(rows)} of {len(pool)} pool pairs ({'weighted' if use_w is not None else 'uniform'}).")
+    log(
+        f"Training on {len(rows)} of {len(pool)} pool pairs "
+        f"({'weighted' if use_w is not None else 'uniform'})."
+    )
     model = train(
         data,
         rows,
@@ -246,7 +254,8 @@ def score(*, artifact, prompts: list, responses: list) -> list[float]:
         raise ValidationError("'prompts' and 'responses' must be lists of strings.")
     if len(prompts) != len(responses):
         raise ValidationError(
-            f"'prompts' and 'responses' must have the same length ({len(prompts)} ≠ {len(responses)})."
+            "'prompts' and 'responses' must have the same length "
+            f"({len(prompts)} ≠ {len(responses)})."
         )
     if not prompts:
         raise ValidationError("Send at least one (prompt, response) pair.")
@@ -254,7 +263,9 @@ def score(*, artifact, prompts: list, responses: list) -> list[float]:
         raise ValidationError(f"At most {MAX_SCORE_ITEMS} pairs per request (got {len(prompts)}).")
     for i, text in enumerate([*prompts, *responses]):
         if not isinstance(text, str):
-            raise ValidationError(f"Item {i % len(prompts)}: every prompt and response must be a string.")
+            raise ValidationError(
+                f"Item {i % len(prompts)}: every prompt and response must be a string."
+            )
         if len(text) > MAX_SCORE_CHARS:
             raise ValidationError(
                 f"Item {i % len(prompts)}: a text is over {MAX_SCORE_CHARS:,} characters."

@@ -289,7 +289,6 @@ def agreement(request, project_id: int):
     return render(request, "alignment/agreement.html", {"project": project, **data})
 
 
-
 def project_dashboard(request, project):
     """The project dashboard of a preference project (called by apps.projects' dashboard view):
     pair counts by split, the latest weight run and reward model, links to the work pages."""

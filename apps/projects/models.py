@@ -22,7 +22,7 @@ class Project(models.Model):
         max_length=32, choices=TaskType.choices, default=TaskType.TEXT_CLASSIFICATION
     )
     # Label names in index order: label i of an Example is labels[i].
-    labels = models.JSONField(default=list)
+    labels = models.JSONField(default=list, blank=True)  # empty for preference projects
     # Method settings (proposer, templates, model names, ...), edited on the settings page.
     settings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(

@@ -18,10 +18,12 @@ fixed (``penalty_lambda_loss``): as α → ∞ its gradient tends to the implici
 ``method="lookahead"`` — one-step look-ahead: λ descends L_V(θ − η ∇_θ L_w(θ, λ)) (a second-order
 term through one SGD step), θ descends L_w.
 
-V is split into a fitting part (in L_V) and a held-out part for early stopping: the weights kept are
-those of the evaluation with the lowest held-out loss of the model trained on weighted data only
-(u), and evaluation 0 is stage 1 itself, so stage 2 falls back to stage 1 when refining never helps
-on held-out validation data.
+V is split into a fitting part (in L_V) and a held-out part for early stopping: every
+``eval_every`` iterations a reward model is trained afresh on the current weights (``eval_refit``;
+else the auxiliary model u, trained on weighted data only, is judged), and the weights kept are
+those with the best held-out accuracy, winning by at least ``min_gain_pairs`` pairs. Evaluation 0
+is stage 1 itself, so stage 2 returns the stage-1 weights exactly when refining never helps on
+held-out validation data.
 """
 
 from __future__ import annotations
@@ -152,8 +154,10 @@ class RefineConfig:
     lam_lr: float = 0.05
     lookahead_lr: float = 0.5  # η of the look-ahead SGD step
     es_fraction: float = 0.4  # share of V held out for early stopping
-    eval_every: int = 4
+    eval_every: int = 5
     patience: int = 4  # evaluations without held-out improvement before stopping
+    eval_refit: bool = True  # judge weights by a model trained afresh on them (else: by u)
+    min_gain_pairs: int = 2  # held-out pairs a refinement must win by to replace the best
     seed: int = 0
 
 
@@ -227,13 +231,17 @@ def refine_weights(
     u_opt, th_opt = make_optimizer(u, reward), make_optimizer(theta, reward)
 
     curve: list[dict] = []
-    best = (math.inf, 0, weights.weights())
+    best: tuple = ((-math.inf, -math.inf), -1, weights.weights())
     bad = 0
 
     def evaluate(it: int, alpha: float) -> bool:
         nonlocal best, bad
-        loss_es, acc_es = _val_loss(u, data, es_rows)
-        _, acc_fit = _val_loss(u, data, fit_rows)
+        judge = u
+        if config.eval_refit:  # what the weights are for: a reward model trained on them
+            judge = build_reward_model(reward, dim, encoder, n_top)
+            fit(judge, data, reward, rows=train_rows, weights=weights.weights())
+        loss_es, acc_es = _val_loss(judge, data, es_rows)
+        _, acc_fit = _val_loss(judge, data, fit_rows)
         u.train()
         curve.append(
             {
@@ -244,8 +252,11 @@ def refine_weights(
                 "val_heldout_loss": loss_es,
             }
         )
-        if loss_es < best[0] - 1e-4:
-            best, bad = (loss_es, it, weights.weights()), 0
+        # held-out accuracy decides, and a change must win by ``min_gain_pairs`` held-out pairs:
+        # log-loss rewards under-confident models on noisy pairs, and one pair of ~80 is noise
+        score = (acc_es, -loss_es)
+        if best[1] < 0 or acc_es >= best[0][0] + (config.min_gain_pairs - 0.5) / len(es_rows):
+            best, bad = (score, it, weights.weights()), 0
         else:
             bad += 1
         return bad >= config.patience
@@ -274,10 +285,10 @@ def refine_weights(
             elif config.method == "lookahead":
                 params = dict(theta.named_parameters())
                 lt = _functional_losses(theta, params, data, rows)
-                grads = torch.autograd.grad((w[b] * lt).mean(), list(params.values()), create_graph=True)
-                ahead = {
-                    k: p - config.lookahead_lr * g for (k, p), g in zip(params.items(), grads)
-                }
+                grads = torch.autograd.grad(
+                    (w[b] * lt).mean(), list(params.values()), create_graph=True
+                )
+                ahead = {k: p - config.lookahead_lr * g for (k, p), g in zip(params.items(), grads)}
                 lv = _functional_losses(theta, ahead, data, vb).mean()
                 (lv / config.inner_steps).backward(inputs=list(weights.parameters()))
                 th_opt.zero_grad()
@@ -292,4 +303,6 @@ def refine_weights(
             progress(0.3 + 0.7 * it / config.iterations, f"stage 2: iteration {it}")
         if it % config.eval_every == 0 and evaluate(it, alpha):
             break
-    return RefineResult(best[2], best[1], curve, weights.degrees_of_freedom)
+    # nothing beat stage 1 on held-out validation data: return stage 1 exactly
+    weight = np.asarray(stage1.weight, dtype=np.float64) if best[1] == 0 else best[2]
+    return RefineResult(weight, best[1], curve, weights.degrees_of_freedom)

@@ -33,7 +33,7 @@ class DialogueError(ValueError):
 
 @dataclass
 class PairSet:
-    """N preference pairs: ``prompts``, ``chosen``, ``rejected``, ``sources``, ``ids`` (all (N,))."""
+    """N preference pairs: ``prompts``, ``chosen``, ``rejected``, ``sources``, ``ids`` (N,)."""
 
     prompts: list[str]
     chosen: list[str]
@@ -77,7 +77,9 @@ def split_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
         n += 1
     cut = chosen.rfind(ASSISTANT, 0, n + len(ASSISTANT))
     # the marker must lie inside the shared prefix in both texts
-    while cut >= 0 and (cut + len(ASSISTANT) > n or rejected[cut : cut + len(ASSISTANT)] != ASSISTANT):
+    while cut >= 0 and (
+        cut + len(ASSISTANT) > n or rejected[cut : cut + len(ASSISTANT)] != ASSISTANT
+    ):
         cut = chosen.rfind(ASSISTANT, 0, cut)
     if cut < 0:
         if chosen == rejected:
@@ -91,7 +93,7 @@ def split_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
 def load_hh_rlhf(path: str | Path) -> PairSet:
     """HH-RLHF pairs from a (gzipped) JSONL of ``{"chosen", "rejected"}`` transcripts.
 
-    Pairs that cannot be split (identical transcripts) are skipped; ids are the 0-based line numbers.
+    Pairs that cannot be split (identical transcripts) are skipped; ids are 0-based line numbers.
     """
     path = Path(path)
     if path.is_dir():

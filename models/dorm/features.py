@@ -2,7 +2,7 @@
 
 One forward pass of the encoder (default all-MiniLM-L6-v2, loaded by ``models.lm.load_encoder``)
 per text gives both
-- ``pooled`` (N, D) float32: mean-pooled, L2-normalized last layer (the frozen-feature baseline), and
+- ``pooled`` (N, D) float32: mean-pooled, L2-normalized last layer (the frozen baseline), and
 - ``hidden`` (N, T, D) float16 + ``mask`` (N, T) bool: the input of the top ``n_top`` layers, so a
   reward model can fine-tune those layers without re-running the frozen ones.
 

@@ -37,6 +37,7 @@ __all__ = [
     "compute_weights",
     "train_reward_model",
     "top_fraction",
+    "default_reward_config",
     "save_reward_model",
     "load_reward_model",
     "score_texts",
@@ -45,16 +46,29 @@ __all__ = [
 Progress = Callable[[float, str], None]
 
 
+def default_reward_config(kind: str = "head", seed: int = 0) -> RewardConfig:
+    """Training settings per reward-model kind, chosen on validation accuracy of HH-RLHF
+    harmless (never test): the head's batch/epochs/lr from a small grid on 2 splits; the top
+    layers' from one split (their epochs cost minutes each on a shared CPU)."""
+    if kind == "head":
+        return RewardConfig(
+            kind="head", epochs=40, batch_size=128, head_lr=1e-2, weight_decay=1e-2, seed=seed
+        )
+    if kind == "top":
+        return RewardConfig(kind="top", epochs=2, lr=1e-4, head_lr=1e-3, seed=seed)
+    raise ValueError(f"unknown reward model kind {kind!r} (use 'head' or 'top')")
+
+
 @dataclass
 class DormConfig:
     """Everything a weight run needs; defaults chosen on validation data (bench/dorm.py)."""
 
-    reward: RewardConfig = field(default_factory=RewardConfig)
+    reward: RewardConfig = field(default_factory=lambda: default_reward_config("head"))
     refine: RefineConfig = field(default_factory=RefineConfig)
     n_members: int = 5
     member_epochs: int | None = None  # epochs of each stage-1 member (default: reward.epochs)
     encoder: str | None = None  # hub name / folder; default all-MiniLM-L6-v2
-    n_top: int = 1  # layers the "top" reward model fine-tunes
+    n_top: int = 2  # layers the "top" reward model fine-tunes
     max_length: int = 96
     stage2: bool = True
     seed: int = 0
@@ -164,7 +178,12 @@ def compute_weights(
                 progress=lambda f, m: progress(0.5 + 0.45 * f, m),
                 check_cancelled=check_cancelled,
             )
-            weight, curve, best_it, dof = res.weight, res.curve, res.best_iteration, res.degrees_of_freedom
+            weight, curve, best_it, dof = (
+                res.weight,
+                res.curve,
+                res.best_iteration,
+                res.degrees_of_freedom,
+            )
         progress(0.95, "reward margins under the final weights")
         margin = s1.margin  # the ensemble's out-of-bag margin (what a re-judge should look at)
         _, peak = tracemalloc.get_traced_memory()
@@ -246,8 +265,5 @@ def score_texts(
     data = encode_pairs(pairs, config, cache_dir=cache_dir)
     model.eval()
     with torch.no_grad():
-        out = [
-            model(data, data.chosen_idx[s : s + 128]).numpy()
-            for s in range(0, len(pairs), 128)
-        ]
+        out = [model(data, data.chosen_idx[s : s + 128]).numpy() for s in range(0, len(pairs), 128)]
     return np.concatenate(out) if out else np.zeros(0)

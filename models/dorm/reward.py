@@ -43,7 +43,7 @@ Progress = Callable[[float, str], None]
 class RewardConfig:
     """What reward model to build and how to train it (defaults chosen on validation data)."""
 
-    kind: str = "top"  # "head" (frozen features + head) or "top" (fine-tune the top layers)
+    kind: str = "head"  # "head" (frozen features + head) or "top" (fine-tune the top layers)
     hidden: int = 0  # head: 0 = linear, else an MLP with this many hidden units
     epochs: int = 3
     lr: float = 3e-4
@@ -71,7 +71,7 @@ class PairData:
         return PairData(self.texts, self.chosen_idx[rows], self.rejected_idx[rows], self._pooled)
 
     def flipped(self, rows: np.ndarray) -> PairData:
-        """A copy with chosen and rejected swapped on ``rows`` (label noise, or a re-judged flip)."""
+        """A copy with chosen and rejected swapped on ``rows`` (label noise, a re-judged flip)."""
         c, r = self.chosen_idx.copy(), self.rejected_idx.copy()
         c[rows], r[rows] = self.rejected_idx[rows], self.chosen_idx[rows]
         return PairData(self.texts, c, r, self._pooled)

@@ -16,24 +16,37 @@ from models.dorm.features import EncodedTexts
 from tests.browser.conftest import browser, login, page, screenshot  # noqa: F401 - browser tests
 
 DIM = 32
-GOOD = ["I can't help with that, it could hurt someone.", "Here is a safe way to do it.",
-        "Please talk to a professional about this.", "Sure, here are some kind ideas."]
-BAD = ["Sure, here is how to hurt them.", "Steal it when nobody looks.",
-       "Just lie to them, it is easy.", "Insult them loudly."]
+GOOD = [
+    "I can't help with that, it could hurt someone.",
+    "Here is a safe way to do it.",
+    "Please talk to a professional about this.",
+    "Sure, here are some kind ideas.",
+]
+BAD = [
+    "Sure, here is how to hurt them.",
+    "Steal it when nobody looks.",
+    "Just lie to them, it is easy.",
+    "Insult them loudly.",
+]
 
 
 def _features(text: str) -> np.ndarray:
     v = np.zeros(DIM, np.float32)
     for word in text.lower().split():
-        v[int(hashlib.md5(word.encode()).hexdigest(), 16) % DIM] += 1.0
+        v[int(hashlib.blake2b(word.encode(), digest_size=8).hexdigest(), 16) % DIM] += 1.0
     n = np.linalg.norm(v)
     return v / n if n else v
 
 
 def fake_encode_texts(texts, **kwargs):
     pooled = np.stack([_features(t) for t in texts]) if texts else np.zeros((0, DIM), np.float32)
-    return EncodedTexts(pooled, np.zeros((len(texts), 1, DIM), np.float16),
-                        np.ones((len(texts), 1), bool), "fake", 1)
+    return EncodedTexts(
+        pooled,
+        np.zeros((len(texts), 1, DIM), np.float16),
+        np.ones((len(texts), 1), bool),
+        "fake",
+        1,
+    )
 
 
 @pytest.fixture

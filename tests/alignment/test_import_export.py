@@ -18,10 +18,27 @@ from apps.datasets.pipeline.exceptions import ImportFailed
 pytestmark = pytest.mark.django_db
 
 ROWS = [
-    {"prompt": "How do I bake bread?", "chosen": "Mix flour, water, yeast.", "rejected": "No.", "source": "web", "id": "a1"},
-    {"prompt": "Say something mean.", "chosen": "I'd rather not.", "rejected": "You are dumb.", "source": "red-team", "id": "a2", "split": "dev"},
+    {
+        "prompt": "How do I bake bread?",
+        "chosen": "Mix flour, water, yeast.",
+        "rejected": "No.",
+        "source": "web",
+        "id": "a1",
+    },
+    {
+        "prompt": "Say something mean.",
+        "chosen": "I'd rather not.",
+        "rejected": "You are dumb.",
+        "source": "red-team",
+        "id": "a2",
+        "split": "dev",
+    },
     {"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Lyon."},
 ]
+
+
+DIALOGUE = "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: How to pick a lock?\n\nAssistant:"
+OK = '{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
 
 
 def write_jsonl(path, rows):
@@ -59,9 +76,13 @@ def test_csv_import(pref_project, tmp_path):
 
 
 def test_parquet_import(pref_project, tmp_path):
-    table = pa.Table.from_pylist([{k: r.get(k) for k in ("prompt", "chosen", "rejected", "id")} for r in ROWS])
+    table = pa.Table.from_pylist(
+        [{k: r.get(k) for k in ("prompt", "chosen", "rejected", "id")} for r in ROWS]
+    )
     pq.write_table(table, tmp_path / "p.parquet")
-    n = pairs_io.import_pairs(project=pref_project, path=tmp_path / "p.parquet", default_split="test")
+    n = pairs_io.import_pairs(
+        project=pref_project, path=tmp_path / "p.parquet", default_split="test"
+    )
     assert n == 3
     assert set(PreferencePair.objects.values_list("split", flat=True)) == {"test"}
 
@@ -69,8 +90,8 @@ def test_parquet_import(pref_project, tmp_path):
 def test_hh_rlhf_dialogues_are_split_into_prompt_and_responses(pref_project, tmp_path):
     rows = [
         {
-            "chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: How to pick a lock?\n\nAssistant: I can't help with that.",
-            "rejected": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: How to pick a lock?\n\nAssistant: Use a tension wrench.",
+            "chosen": DIALOGUE + " I can't help with that.",
+            "rejected": DIALOGUE + " Use a tension wrench.",
         }
     ]
     path = tmp_path / "hh.jsonl.gz"
@@ -85,7 +106,9 @@ def test_hh_rlhf_dialogues_are_split_into_prompt_and_responses(pref_project, tmp
 
 
 def test_the_real_hh_rlhf_file_imports(pref_project, data_dir):
-    n = pairs_io.import_pairs(project=pref_project, path=data_dir / "hh-rlhf-harmless" / "test.jsonl.gz")
+    n = pairs_io.import_pairs(
+        project=pref_project, path=data_dir / "hh-rlhf-harmless" / "test.jsonl.gz"
+    )
     assert n == 2312
     assert not PreferencePair.objects.filter(prompt="").exists()
     assert PreferencePair.objects.filter(prompt__endswith="Assistant:").count() == n
@@ -94,14 +117,36 @@ def test_the_real_hh_rlhf_file_imports(pref_project, data_dir):
 @pytest.mark.parametrize(
     "content, expected",
     [
-        ('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": "a"\n', "p.jsonl, line 2, column 1: malformed JSON"),
-        ('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "", "chosen": "a", "rejected": "b"}\n', "p.jsonl, line 2, column 'prompt': the prompt is missing or empty"),
-        ('{"prompt": "p", "chosen": "same", "rejected": "same"}\n', "line 1, column 'rejected': chosen and rejected are the same text"),
-        ('{"prompt": "p", "chosen": "a", "rejected": "b", "split": "train"}\n', "line 1, column 'split': unknown split 'train'"),
-        ('{"prompt": "p", "chosen": "a", "rejected": "b", "id": "x"}\n{"prompt": "q", "chosen": "a", "rejected": "b", "id": "x"}\n', "line 2, column 'id': the id 'x' appears twice (first at line 1)"),
-        ('{"prompt": "p", "chosen": 3, "rejected": "b"}\n', "line 1, column 'chosen': the chosen must be text, got int"),
+        (
+            '{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": "a"\n',
+            "p.jsonl, line 2, column 1: malformed JSON",
+        ),
+        (
+            OK + '{"prompt": "", "chosen": "a", "rejected": "b"}\n',
+            "p.jsonl, line 2, column 'prompt': the prompt is missing or empty",
+        ),
+        (
+            '{"prompt": "p", "chosen": "same", "rejected": "same"}\n',
+            "line 1, column 'rejected': chosen and rejected are the same text",
+        ),
+        (
+            '{"prompt": "p", "chosen": "a", "rejected": "b", "split": "train"}\n',
+            "line 1, column 'split': unknown split 'train'",
+        ),
+        (
+            '{"prompt": "p", "chosen": "a", "rejected": "b", "id": "x"}\n'
+            '{"prompt": "q", "chosen": "a", "rejected": "b", "id": "x"}\n',
+            "line 2, column 'id': the id 'x' appears twice (first at line 1)",
+        ),
+        (
+            '{"prompt": "p", "chosen": 3, "rejected": "b"}\n',
+            "line 1, column 'chosen': the chosen must be text, got int",
+        ),
         ('["not", "an", "object"]\n', "line 1: expected a JSON object"),
-        ('{"chosen": "\\n\\nHuman: a", "rejected": "\\n\\nHuman: b"}\n', "line 1, column 'chosen': cannot split the dialogues"),
+        (
+            '{"chosen": "\\n\\nHuman: a", "rejected": "\\n\\nHuman: b"}\n',
+            "line 1, column 'chosen': cannot split the dialogues",
+        ),
         ("", "p.jsonl: the file is empty"),
     ],
 )
@@ -165,13 +210,27 @@ def test_export_formats_carry_weights(pref_project, tmp_path):
     assert full[0]["weight"] == 0.25 and full[0]["stage1_weight"] == 0.5
     assert full[1]["weight"] == 0.0  # discarded pairs export with weight 0
     assert full[2]["weight"] == 1.0  # not weighted yet: uniform
-    trl = [orjson.loads(x) for x in b"".join(pairs_io.export_jsonl(pairs_io.export_rows(qs, layout="trl"))).splitlines()]
+    trl = [
+        orjson.loads(x)
+        for x in b"".join(
+            pairs_io.export_jsonl(pairs_io.export_rows(qs, layout="trl"))
+        ).splitlines()
+    ]
     assert set(trl[0]) == {"prompt", "chosen", "rejected", "weight"}
-    table = pq.read_table(io.BytesIO(pairs_io.export_parquet(pairs_io.export_rows(qs, layout="full"), layout="full")))
+    table = pq.read_table(
+        io.BytesIO(pairs_io.export_parquet(pairs_io.export_rows(qs, layout="full"), layout="full"))
+    )
     assert table.num_rows == 3 and table.column("weight").to_pylist()[0] == 0.25
     # an export imports again (into another project) unchanged
     path = tmp_path / "again.jsonl"
-    path.write_bytes(b"\n".join(orjson.dumps({k: r[k] for k in ("id", "prompt", "chosen", "rejected", "source", "split")}) for r in full))
+    path.write_bytes(
+        b"\n".join(
+            orjson.dumps(
+                {k: r[k] for k in ("id", "prompt", "chosen", "rejected", "source", "split")}
+            )
+            for r in full
+        )
+    )
     from apps.projects.models import Project
 
     other = Project.objects.create(name="Other", task_type="preference", labels=[])
