@@ -389,8 +389,8 @@ def summarize(results: dict) -> None:
         top_s = float(np.mean([r["seconds"] for r in cl["top"]]))
         note += (
             f"; the fine-tuned top layers reach validation {top_val:.3f} but take {top_s:.0f} s "
-            "per training on this shared CPU (a weight run trains ~8 models), so they are offered for "
-            "the final reward model and for GPU workers, not as the weight-run default."
+            "per training on this shared CPU (a weight run trains ~8 models), so they serve "
+            "the final reward model and GPU workers, not as the weight-run default."
         )
     results["reward_choice"] = note + "."
 
