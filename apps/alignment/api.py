@@ -29,9 +29,13 @@ class PairPagination(PageNumberPagination):
 
 
 class _PreferenceScoped(ProjectScopedMixin):
+    """Members read (a project of another task type has no pairs); scoring needs a preference
+    project."""
+
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        if self.project.task_type != TaskType.PREFERENCE:
+        writes = request.method not in ("GET", "HEAD", "OPTIONS")
+        if writes and self.project.task_type != TaskType.PREFERENCE:
             raise Http404("Not a preference project.")
 
 
@@ -103,8 +107,11 @@ class RewardModelView(_PreferenceScoped, APIView):
     )
     def get(self, request, project_id: int):
         artifact = selectors.latest_reward_model(project=self.project)
-        if artifact is None:
-            return Response({"detail": "No reward model has been trained yet."}, status=404)
+        if artifact is None:  # 409, not 404: the project exists and the caller may see it
+            return Response(
+                {"detail": "No reward model has been trained yet."},
+                status=status.HTTP_409_CONFLICT,
+            )
         return FileResponse(
             open_artifact(artifact), as_attachment=True, filename=f"reward-model-{artifact.pk}.pt"
         )

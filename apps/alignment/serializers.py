@@ -6,6 +6,8 @@ from apps.alignment.models import PreferencePair
 class PairSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="external_id")
     pk = serializers.IntegerField(read_only=True)
+    # plain text, not an enum: "status" is the jobs' enum name in the schema
+    status = serializers.CharField(read_only=True, help_text="active or discarded")
 
     class Meta:
         model = PreferencePair

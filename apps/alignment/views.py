@@ -31,7 +31,13 @@ def _is_htmx(request) -> bool:
 
 
 def _project(request, project_id: int, *, admin: bool = False):
-    project = get_project_for_user(user=request.user, project_id=project_id, admin=admin)
+    """The project for a member (404 for others). Pages of another task type show their empty
+    state; writes to them (``_preference_project``) are refused."""
+    return get_project_for_user(user=request.user, project_id=project_id, admin=admin)
+
+
+def _preference_project(request, project_id: int, *, admin: bool = False):
+    project = _project(request, project_id, admin=admin)
     if project.task_type != TaskType.PREFERENCE:
         raise Http404("Not a preference project.")
     return project
@@ -84,7 +90,7 @@ def weights(request, project_id: int):
 @login_required
 @require_POST
 def launch(request, project_id: int):
-    project = _project(request, project_id, admin=True)
+    project = _preference_project(request, project_id, admin=True)
     action = request.POST.get("action")
     try:
         if action == "weights":
@@ -125,6 +131,7 @@ def import_pairs(request, project_id: int):
     project = _project(request, project_id, admin=True)
     problems = None
     if request.method == "POST":
+        project = _preference_project(request, project_id, admin=True)
         upload = request.FILES.get("file")
         split = request.POST.get("split", PairSplit.POOL)
         if upload is None:
@@ -205,6 +212,7 @@ def rejudge(request, project_id: int):
     project = _project(request, project_id)
     notice = ""
     if request.method == "POST":
+        project = _preference_project(request, project_id)
         try:
             pair_id = int(request.POST.get("pair_id", ""))
         except ValueError:
@@ -253,6 +261,7 @@ def annotate(request, project_id: int):
     project = _project(request, project_id)
     notice = ""
     if request.method == "POST":
+        project = _preference_project(request, project_id)
         side = request.POST.get("side", "")
         if side == "undo":
             pair = services.undo_last_judgement(project=project, user=request.user)

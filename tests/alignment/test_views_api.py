@@ -63,7 +63,7 @@ def test_permission_walk(client, pref_project, pairs, pref_admin, pref_annotator
         assert client.get(url).status_code == 200, url
     for url in api[:3]:
         assert client.get(url).status_code == 200, url
-    assert client.get(api[3]).status_code == 404  # no model yet: said so
+    assert client.get(api[3]).status_code == 409  # no model yet: said so
     assert (
         client.post(
             reverse("alignment:launch", args=[pref_project.pk]), {"action": "weights"}
@@ -74,10 +74,18 @@ def test_permission_walk(client, pref_project, pairs, pref_admin, pref_annotator
     assert not Job.objects.exists()
 
 
-def test_pages_refuse_other_project_types(client, project, admin_user):
+def test_other_project_types_show_an_empty_state_and_refuse_writes(client, project, admin_user):
     client.force_login(admin_user)
-    assert client.get(reverse("alignment:weights", args=[project.pk])).status_code == 404
-    assert client.get(f"/api/v1/projects/{project.pk}/pairs/").status_code == 404
+    page = client.get(reverse("alignment:weights", args=[project.pk]))
+    assert page.status_code == 200 and "not a preference project" in page.content.decode()
+    assert client.get(f"/api/v1/projects/{project.pk}/pairs/").json()["count"] == 0
+    launch = reverse("alignment:launch", args=[project.pk])
+    assert client.post(launch, {"action": "weights"}).status_code == 404
+    rejudge = reverse("alignment:rejudge", args=[project.pk])
+    assert client.post(rejudge, {"decision": "flip", "pair_id": 1}).status_code == 404
+    score = f"/api/v1/projects/{project.pk}/reward-model/score/"
+    body = {"prompts": ["a"], "responses": ["b"]}
+    assert client.post(score, body, content_type="application/json").status_code == 404
 
 
 def test_admin_launches_weight_and_training_jobs(client, pref_project, pairs, pref_admin, settings):
