@@ -98,7 +98,7 @@ def launch(request, project_id: int):
                 {
                     "weights": request.POST.get("weights", "features"),
                     "method": request.POST.get("method", "penalty"),
-                    "stage2": request.POST.get("stage2", "on") == "on",
+                    "stage2": "stage2" in request.POST,  # an unchecked box is not sent
                     "reward_model": request.POST.get("reward_model", "head"),
                 }
             )
@@ -111,7 +111,7 @@ def launch(request, project_id: int):
             params = kinds.clean_train_params(
                 {
                     "fraction": fraction,
-                    "weighted": request.POST.get("weighted", "on") == "on",
+                    "weighted": "weighted" in request.POST,
                     "reward_model": request.POST.get("reward_model", "head"),
                 }
             )

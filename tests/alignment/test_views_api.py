@@ -100,9 +100,12 @@ def test_admin_launches_weight_and_training_jobs(client, pref_project, pairs, pr
         )
         assert r.status_code == 302
         r = client.post(url, {"action": "train", "fraction": "0.25", "weighted": "on"})
+        r = client.post(url, {"action": "weights"})  # boxes unchecked: stage 1 only
         r = client.post(url, {"action": "train", "fraction": "7"})
     jobs = list(Job.objects.order_by("id"))
-    assert [j.kind for j in jobs] == ["dorm_compute_weights", "dorm_train_reward_model"]
+    kinds = [j.kind for j in jobs]
+    assert kinds == ["dorm_compute_weights", "dorm_train_reward_model", "dorm_compute_weights"]
+    assert jobs[0].params["stage2"] is True and jobs[2].params["stage2"] is False
     assert jobs[0].params["weights"] == "free" and jobs[0].params["method"] == "lookahead"
     assert jobs[1].params["fraction"] == 0.25
     assert jobs[0].queue in ("cpu", "gpu")
@@ -219,3 +222,14 @@ def test_preference_projects_need_no_labels(client, make_user):
         content_type="application/json",
     )
     assert r.status_code == 400
+
+
+def test_create_page_makes_a_preference_project_without_labels(client, make_user):
+    staff = make_user("staffer2", is_staff=True)
+    client.force_login(staff)
+    r = client.post(reverse("projects:create"), {"name": "Pairs", "task_type": "preference"})
+    assert r.status_code == 302, r.content.decode()[-2000:]
+    dash = client.get(r["Location"]).content.decode()
+    assert "Pairs &amp; weights" in dash and "Import pairs" in dash
+    r = client.post(reverse("projects:create"), {"name": "Cls", "task_type": "text_classification"})
+    assert r.status_code == 400 and "This field is required" in r.content.decode()
