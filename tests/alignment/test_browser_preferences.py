@@ -124,3 +124,12 @@ def test_rejudge_queue_with_keys_and_the_flip_reaches_the_next_runs_validation(
     assert int(second) in dev
     assert int(third) not in {p.pk for p in seen["pool"]}
     assert out["n_val"] == 12 and out["n_train"] == 27
+
+    # the weights page draws the run: histogram, refinement curve, pairs lowest weight first
+    page.goto(reverse("alignment:weights", args=[pref_project.pk]))
+    assert page.locator("#weight-histogram rect").count() == 20
+    assert page.locator("#refine-curve circle").count() >= 1
+    first_row = page.locator("#pairs-table tbody tr").first.inner_text()
+    lowest = PreferencePair.objects.filter(split="pool", status="active").order_by("weight").first()
+    assert lowest.external_id in first_row
+    screenshot(page, "weights")
