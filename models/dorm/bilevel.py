@@ -21,9 +21,9 @@ term through one SGD step), θ descends L_w.
 V is split into a fitting part (in L_V) and a held-out part for early stopping: every
 ``eval_every`` iterations a reward model is trained afresh on the current weights (``eval_refit``;
 else the auxiliary model u, trained on weighted data only, is judged), and the weights kept are
-those with the best held-out accuracy, winning by at least ``min_gain_pairs`` pairs. Evaluation 0
-is stage 1 itself, so stage 2 returns the stage-1 weights exactly when refining never helps on
-held-out validation data.
+those that beat the best so far on held-out accuracy significantly (one-sided McNemar test on the
+held-out pairs, ``min_z``). Evaluation 0 is stage 1 itself, so stage 2 returns the stage-1
+weights exactly when refining never helps on held-out validation data.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class RefineConfig:
     eval_every: int = 5
     patience: int = 4  # evaluations without held-out improvement before stopping
     eval_refit: bool = True  # judge weights by a model trained afresh on them (else: by u)
-    min_gain_pairs: int = 2  # held-out pairs a refinement must win by to replace the best
+    min_z: float = 1.645  # one-sided McNemar z a refinement must reach to replace the best
     seed: int = 0
 
 
@@ -231,7 +231,7 @@ def refine_weights(
     u_opt, th_opt = make_optimizer(u, reward), make_optimizer(theta, reward)
 
     curve: list[dict] = []
-    best: tuple = ((-math.inf, -math.inf), -1, weights.weights())
+    best: tuple = (None, -1, weights.weights())
     bad = 0
 
     def evaluate(it: int, alpha: float) -> bool:
@@ -240,7 +240,9 @@ def refine_weights(
         if config.eval_refit:  # what the weights are for: a reward model trained on them
             judge = build_reward_model(reward, dim, encoder, n_top)
             fit(judge, data, reward, rows=train_rows, weights=weights.weights())
-        loss_es, acc_es = _val_loss(judge, data, es_rows)
+        m_es = pair_margins(judge, data, es_rows)
+        correct = (m_es > 0).numpy()
+        loss_es, acc_es = float(F.softplus(-m_es).mean()), float(correct.mean())
         _, acc_fit = _val_loss(judge, data, fit_rows)
         u.train()
         curve.append(
@@ -252,13 +254,18 @@ def refine_weights(
                 "val_heldout_loss": loss_es,
             }
         )
-        # held-out accuracy decides, and a change must win by ``min_gain_pairs`` held-out pairs:
-        # log-loss rewards under-confident models on noisy pairs, and one pair of ~80 is noise
-        score = (acc_es, -loss_es)
-        if best[1] < 0 or acc_es >= best[0][0] + (config.min_gain_pairs - 0.5) / len(es_rows):
-            best, bad = (score, it, weights.weights()), 0
+        # held-out accuracy decides (log-loss rewards under-confident models on noisy pairs), and
+        # a change must beat the best so far significantly: one-sided McNemar test on the held-out
+        # pairs the two models judge differently (b won, c lost), b − c ≥ z·√(b + c)
+        if best[1] < 0:
+            best, bad = (correct, 0, weights.weights()), 0
         else:
-            bad += 1
+            won = int((correct & ~best[0]).sum())
+            lost = int((~correct & best[0]).sum())
+            if won > lost and won - lost >= config.min_z * math.sqrt(won + lost):
+                best, bad = (correct, it, weights.weights()), 0
+            else:
+                bad += 1
         return bad >= config.patience
 
     evaluate(0, config.alpha0)
