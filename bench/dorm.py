@@ -471,7 +471,8 @@ def main(argv: list[str]) -> int:
     config = bench_config()
     pairs = load_hh_rlhf(Path(args.data_dir) / "hh-rlhf-harmless")
     t0 = time.perf_counter()
-    data = encode_pairs(pairs, config)
+    # the top-layer rows need the cached activations; a weight run with the head does not
+    data = encode_pairs(pairs, config, with_hidden=bool(args.top_splits) and not args.timing_only)
     if args.timing_only:
         print(json.dumps(timing_run(data, pairs, args.timing_only, config)))
         return 0

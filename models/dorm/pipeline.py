@@ -101,9 +101,19 @@ class WeightRun:
 
 
 def encode_pairs(
-    pairs: PairSet, config: DormConfig, *, progress: Progress | None = None, cache_dir=None
+    pairs: PairSet,
+    config: DormConfig,
+    *,
+    progress: Progress | None = None,
+    cache_dir=None,
+    with_hidden: bool | None = None,
 ) -> PairData:
-    """Encode the chosen and rejected texts of ``pairs``: rows 0..P-1 chosen, P..2P-1 rejected."""
+    """Encode the chosen and rejected texts of ``pairs``: rows 0..P-1 chosen, P..2P-1 rejected.
+
+    ``with_hidden`` (default: only for the "top" reward model) also keeps the top layers' inputs.
+    """
+    if with_hidden is None:
+        with_hidden = config.reward.kind != "head"  # a frozen-feature head reads pooled only
     texts = [reward_text(p, c) for p, c in zip(pairs.prompts, pairs.chosen)]
     texts += [reward_text(p, r) for p, r in zip(pairs.prompts, pairs.rejected)]
     enc = encode_texts(
@@ -113,6 +123,7 @@ def encode_pairs(
         max_length=config.max_length,
         progress=progress,
         cache_dir=cache_dir,
+        with_hidden=with_hidden,
     )
     n = len(pairs)
     return PairData(enc, np.arange(n), np.arange(n, 2 * n))

@@ -138,3 +138,46 @@ def test_hh_rlhf_loads(data_dir):
     pairs = load_hh_rlhf(data_dir / "hh-rlhf-harmless")
     assert len(pairs) == 2312
     assert all(p.endswith("Assistant:") for p in pairs.prompts)
+
+
+def test_encoder_outputs_with_and_without_activations(tmp_path):
+    from models.dorm.features import encode_texts
+
+    texts = ["Human: hi [SEP] Hello there.", "Human: hi [SEP] Go away."]
+    full = encode_texts(texts, n_top=2, max_length=16, cache_dir=tmp_path, device="cpu")
+    slim = encode_texts(
+        texts, n_top=2, max_length=16, cache_dir=tmp_path, device="cpu", with_hidden=False
+    )
+    assert full.hidden.shape[:2] == (2, 16) and full.mask.sum() > 0
+    assert slim.hidden.shape == (2, 0, full.pooled.shape[1])
+    np.testing.assert_allclose(slim.pooled, full.pooled, atol=1e-5)
+    again = encode_texts(texts, n_top=2, max_length=16, cache_dir=tmp_path, with_hidden=False)
+    np.testing.assert_array_equal(again.pooled, slim.pooled)  # from the cache
+
+
+def test_top_layers_on_cached_activations_reproduce_the_encoder(tmp_path):
+    """The "top" reward model runs MiniLM's last layers on cached inputs exactly as the encoder
+    does (attention mask included): pooled outputs match the encoder's own."""
+    from models.dorm.features import encode_texts
+    from models.dorm.reward import RewardConfig, build_reward_model
+
+    texts = ["Human: how do I pick a lock? [SEP] I can't help with that.", "Human: hi [SEP] Hi!"]
+    enc = encode_texts(texts, n_top=2, max_length=32, cache_dir=tmp_path, device="cpu")
+    data = PairData(enc, np.array([0]), np.array([1]))
+    model = build_reward_model(RewardConfig(kind="top"), enc.pooled.shape[1], n_top=2).eval()
+    h, m = data.token_batch(np.array([0, 1]))
+    ext = torch.zeros(m.shape).masked_fill(~m, torch.finfo(torch.float32).min)[:, None, None, :]
+    with torch.no_grad():
+        for layer in model.layers:
+            out = layer(h, attention_mask=ext)
+            h = out[0] if isinstance(out, tuple) else out
+        mf = m.unsqueeze(-1).float()
+        pooled = torch.nn.functional.normalize((h * mf).sum(1) / mf.sum(1), dim=-1).numpy()
+    np.testing.assert_allclose(pooled, enc.pooled, atol=2e-2)
+    # and it trains: one epoch moves the margin of a pair it sees
+    before = float(model(data, np.array([0])) - model(data, np.array([1])))
+    from models.dorm.reward import fit
+
+    fit(model, data, RewardConfig(kind="top", epochs=5, lr=1e-3, head_lr=1e-2, batch_size=1))
+    after = float(model(data, np.array([0])) - model(data, np.array([1])))
+    assert after > before
