@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "apps.jobs",
     "apps.training",
     "apps.rules",
+    "apps.alignment",
     "apps.api",
     "apps.agreement",
     "apps.guidelines",

@@ -11,7 +11,9 @@ class ProjectForm(forms.Form):
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
     task_type = forms.ChoiceField(choices=TaskType.choices, initial=TaskType.TEXT_CLASSIFICATION)
     labels = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 6, "placeholder": "HAM\nSPAM"}), help_text=LABELS_HELP
+        widget=forms.Textarea(attrs={"rows": 6, "placeholder": "HAM\nSPAM"}),
+        help_text=LABELS_HELP + " Not needed for preference projects.",
+        required=False,
     )
 
     def __init__(self, *args, task_type_locked: bool = False, **kwargs):
@@ -22,6 +24,13 @@ class ProjectForm(forms.Form):
 
     def clean_labels(self) -> list[str]:
         return parse_labels(self.cleaned_data["labels"])
+
+    def clean(self):
+        cleaned = super().clean()
+        task_type = cleaned.get("task_type") or (self.initial or {}).get("task_type")
+        if task_type != TaskType.PREFERENCE and not cleaned.get("labels") and "labels" in cleaned:
+            self.add_error("labels", "This field is required.")
+        return cleaned
 
     @staticmethod
     def initial_for(project: Project) -> dict:

@@ -5,6 +5,7 @@ from django.db import models
 class TaskType(models.TextChoices):
     TEXT_CLASSIFICATION = "text_classification", "Text classification"
     RELATION_EXTRACTION = "relation_extraction", "Relation extraction"
+    PREFERENCE = "preference", "Preference pairs (reward models)"
 
 
 class Role(models.TextChoices):
@@ -21,7 +22,7 @@ class Project(models.Model):
         max_length=32, choices=TaskType.choices, default=TaskType.TEXT_CLASSIFICATION
     )
     # Label names in index order: label i of an Example is labels[i].
-    labels = models.JSONField(default=list)
+    labels = models.JSONField(default=list, blank=True)  # empty for preference projects
     # Method settings (proposer, templates, model names, ...), edited on the settings page.
     settings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(

@@ -23,7 +23,10 @@ class ProjectCreateSerializer(serializers.Serializer):
         choices=TaskType.choices, default=TaskType.TEXT_CLASSIFICATION
     )
     labels = serializers.ListField(
-        child=serializers.CharField(max_length=100), min_length=2, help_text="Label names in order."
+        child=serializers.CharField(max_length=100),
+        required=False,
+        default=list,
+        help_text="Label names in order (at least two; none for preference projects).",
     )
 
 

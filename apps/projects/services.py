@@ -59,6 +59,13 @@ def clean_labels(labels) -> list[str]:
     return cleaned
 
 
+def _labels_for(task_type: str, labels) -> list[str]:
+    """Preference projects need no labels (pairs carry their own judgement): empty is fine."""
+    if task_type == TaskType.PREFERENCE and not labels:
+        return []
+    return clean_labels(labels)
+
+
 def _check_label_change(*, project: Project, old: list[str], new: list[str]) -> None:
     """Refuse removing, renaming or moving a label that examples already refer to by index."""
     used = labels_in_use(project=project)
@@ -106,7 +113,7 @@ def create_project(
         name=(name or "").strip(),
         description=(description or "").strip(),
         task_type=task_type,
-        labels=clean_labels(labels),
+        labels=_labels_for(task_type, labels),
         created_by=user,
     )
     project.full_clean()
@@ -148,7 +155,7 @@ def update_project(
             )
         locked.task_type = task_type
     if labels is not None:
-        new_labels = clean_labels(labels)
+        new_labels = _labels_for(locked.task_type, labels)
         if new_labels != list(locked.labels):
             _check_label_change(project=locked, old=list(locked.labels), new=new_labels)
         locked.labels = new_labels

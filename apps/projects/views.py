@@ -9,7 +9,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from apps.projects.charts import bar_chart
 from apps.projects.forms import AddMemberForm, ProjectForm, RoleForm
-from apps.projects.models import Role
+from apps.projects.models import Role, TaskType
 from apps.projects.selectors import (
     get_membership,
     get_project_for_user,
@@ -93,6 +93,10 @@ def project_create(request):
 @require_GET
 def dashboard(request, project_id: int):
     project = get_project_for_user(user=request.user, project_id=project_id)
+    if project.task_type == TaskType.PREFERENCE:  # pairs, weights and re-judgements instead
+        from apps.alignment.views import project_dashboard
+
+        return project_dashboard(request, project)
     overview = project_overview(project=project)
     return render(
         request,
