@@ -85,7 +85,8 @@ class LoRCAttention(nn.Module):
         Bv = B_v.float().to(Wo.device)  # (r_v, h_kv*d_h)
         dh = self.head_dim
         fused = [
-            Wo[:, h * dh : (h + 1) * dh] @ Bv[:, (h // self.n_rep) * dh : (h // self.n_rep + 1) * dh].T
+            Wo[:, h * dh : (h + 1) * dh]
+            @ Bv[:, (h // self.n_rep) * dh : (h // self.n_rep + 1) * dh].T
             for h in range(self.n_heads)
         ]
         bias = orig.o_proj.bias.detach().float() if orig.o_proj.bias is not None else None
@@ -93,7 +94,8 @@ class LoRCAttention(nn.Module):
         if vb is not None:  # Σ_h W_o[:, h] b_v[g]: attention rows sum to one
             vbf = vb.detach().float()
             fold = sum(
-                Wo[:, h * dh : (h + 1) * dh] @ vbf[(h // self.n_rep) * dh : (h // self.n_rep + 1) * dh]
+                Wo[:, h * dh : (h + 1) * dh]
+                @ vbf[(h // self.n_rep) * dh : (h // self.n_rep + 1) * dh]
                 for h in range(self.n_heads)
             )
             bias = fold if bias is None else bias + fold
@@ -148,7 +150,9 @@ class LoRCAttention(nn.Module):
         return self.o_proj(z), None  # (B, T, d)
 
     @staticmethod
-    def _bias(mask: torch.Tensor | None, B: int, T: int, S: int, like: torch.Tensor) -> torch.Tensor:
+    def _bias(
+        mask: torch.Tensor | None, B: int, T: int, S: int, like: torch.Tensor
+    ) -> torch.Tensor:
         """Additive mask (B, 1, T, S) from a 4D float/bool mask, or causal when None."""
         neg = torch.finfo(like.dtype).min
         if mask is None:

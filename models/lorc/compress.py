@@ -132,7 +132,8 @@ def _patch_generate(model: torch.nn.Module) -> None:
         if model_kwargs.get("cache") is None and generation_config.use_cache is not False:
             if generation_config.cache_implementation not in (None, "dynamic"):
                 raise ValueError(
-                    "a LoRC-compressed model uses its own LatentCache: leave cache_implementation unset"
+                    "a LoRC-compressed model uses its own LatentCache: "
+                    "leave cache_implementation unset"
                 )
             model_kwargs["cache"] = new_cache(self)
         return original(generation_config, model_kwargs, *args, **kwargs)
@@ -148,9 +149,7 @@ def replaced_weights(
     architecture and cache): what the latent model must reproduce."""
     _check(model, factors, schedule)
     ref = copy.deepcopy(model)
-    for attn, f, rk, rv in zip(
-        attention_layers(ref), factors, schedule.ranks_k, schedule.ranks_v
-    ):
+    for attn, f, rk, rv in zip(attention_layers(ref), factors, schedule.ranks_k, schedule.ranks_v):
         for proj, mf, r in ((attn.k_proj, f.k, rk), (attn.v_proj, f.v, rv)):
             A, B = mf.truncated(r)
             W = (A.double() @ B.double()).T  # (o, d)
@@ -191,9 +190,7 @@ def save(
     return path
 
 
-def load(
-    path: Path | str, model: torch.nn.Module, *, inplace: bool = False
-) -> torch.nn.Module:
+def load(path: Path | str, model: torch.nn.Module, *, inplace: bool = False) -> torch.nn.Module:
     """Apply a saved compression to ``model`` (the same base model it was built from)."""
     from models.lorc.factorize import MatrixFactors
 

@@ -32,20 +32,29 @@ def perplexity(
     windows: torch.Tensor,
     batch_size: int = 1,
     cache_factory: Callable[[], object] | None = None,
+    prefill: int = 0,
 ) -> float:
     """exp(mean next-token NLL) over (N, T) windows, each scored alone from its first token.
 
-    ``cache_factory``: a fresh cache per batch (quantized caches hand back their round-tripped
-    states, so the scores include the storage error); None: a plain forward without cache.
+    ``cache_factory``: a fresh cache per batch, None: a plain forward without cache. ``prefill``
+    > 0 (with a cache): the first ``prefill`` tokens go in one call, the rest in a second call that
+    reads them back from the cache, so the scores include what the cache's storage loses even for
+    caches that hand back a call's own states unquantized (transformers' ``QuantizedCache``).
     """
     device = next(model.parameters()).device
     nll, count = 0.0, 0
     for start in range(0, windows.shape[0], batch_size):
         ids = windows[start : start + batch_size].to(device)  # (B, T)
-        kw = {"use_cache": False}
-        if cache_factory is not None:
-            kw = {"use_cache": True, "cache": cache_factory()}
-        logits = model(input_ids=ids, **kw).logits[:, :-1].float()  # (B, T-1, V)
+        if cache_factory is None:
+            logits = model(input_ids=ids, use_cache=False).logits
+        else:
+            cache = cache_factory()
+            cut = prefill if 0 < prefill < ids.shape[1] else ids.shape[1]
+            parts = [model(input_ids=ids[:, :cut], cache=cache, use_cache=True).logits]
+            if cut < ids.shape[1]:
+                parts.append(model(input_ids=ids[:, cut:], cache=cache, use_cache=True).logits)
+            logits = torch.cat(parts, dim=1)
+        logits = logits[:, :-1].float()  # (B, T-1, V)
         loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum"
         )

@@ -60,7 +60,9 @@ def attention_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     base = getattr(model, "model", model)
     layers = getattr(base, "layers", None)
     if layers is None or not all(hasattr(layer, "self_attn") for layer in layers):
-        raise TypeError(f"{type(model).__name__}: no decoder layers with self_attn (not Llama-like)")
+        raise TypeError(
+            f"{type(model).__name__}: no decoder layers with self_attn (not Llama-like)"
+        )
     return [layer.self_attn for layer in layers]
 
 

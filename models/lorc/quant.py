@@ -101,7 +101,9 @@ def dequantize(q: QTensor, group: int, dtype: torch.dtype) -> torch.Tensor:
     return x.reshape(*codes.shape[:-1], -1)[..., : q.width].to(dtype)
 
 
-def fake_quant(x: torch.Tensor, spec: QuantSpec, storage: torch.dtype | None = None) -> torch.Tensor:
+def fake_quant(
+    x: torch.Tensor, spec: QuantSpec, storage: torch.dtype | None = None
+) -> torch.Tensor:
     """What a cache with ``spec`` hands back for ``x``: quantize + dequantize (bits), or a round
     trip through the ``storage`` float dtype (bits None), in x's dtype."""
     if spec.bits is not None:

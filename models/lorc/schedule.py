@@ -11,7 +11,8 @@ ratio is ``ratio × layout.full_bytes``. Ranks move in ``unit`` channels (defaul
   pass through more of the network, keep more rank: r_l = r_max·(ρ + (1−ρ)·s_l), s_l the normalized
   log κ̃_l, with r_max fitted to the budget and the remainder handed out by s_l.
 - ``greedy``: energy allocation. Every unit of every matrix is worth the share of that matrix's
-  whitened output energy it carries (σ_i² / Σσ²); the best units are taken until the budget is spent.
+  whitened output energy it carries (σ_i² / Σσ²); the best units are taken until the budget is
+  spent.
 - ``fit_to_perplexity``: the smallest budget whose schedule keeps calibration perplexity under a
   ceiling (bisection over bytes, any of the schedules above).
 
@@ -98,8 +99,7 @@ class KVLayout:
     def bytes_per_token(self, s: Schedule) -> int:
         """Bytes one token takes in a ``LatentCache`` with this schedule (batch row of one)."""
         return POSITION_BYTES + sum(
-            self.matrix_bytes(rk) + self.matrix_bytes(rv)
-            for rk, rv in zip(s.ranks_k, s.ranks_v)
+            self.matrix_bytes(rk) + self.matrix_bytes(rv) for rk, rv in zip(s.ranks_k, s.ranks_v)
         )
 
     def saved(self, s: Schedule) -> float:

@@ -86,7 +86,10 @@ def test_low_rank_latents_match_the_replaced_weights_model(family_model):
     sched = Schedule([8, 4, 16], [4, 8, 12])
     small, ref = compress(model, factors, sched), replaced_weights(model, factors, sched)
     ids, mask = _left_padded()
-    diff = (ref(input_ids=ids, attention_mask=mask).logits - small(input_ids=ids, attention_mask=mask).logits)
+    diff = (
+        ref(input_ids=ids, attention_mask=mask).logits
+        - small(input_ids=ids, attention_mask=mask).logits
+    )
     assert diff[mask.bool()].abs().max() < ATOL_FULL
 
 
@@ -160,7 +163,9 @@ def test_crop_and_beam_search_keep_positions_in_step():
     small(ids, cache=cache, use_cache=True)
     cache.crop(-3)
     assert cache.get_seq_length() == 7 and cache.positions.shape == (2, 7)
-    out = small.generate(input_ids=ids, max_new_tokens=4, num_beams=3, do_sample=False, pad_token_id=0)
+    out = small.generate(
+        input_ids=ids, max_new_tokens=4, num_beams=3, do_sample=False, pad_token_id=0
+    )
     assert out.shape == (2, 14)
 
 
@@ -224,3 +229,45 @@ def test_schedules_fit_the_budget_and_differ():
         assert layout.bytes_per_token(s) <= budget
     with pytest.raises(BudgetError):
         greedy(layout, factors, 10, unit=4)
+
+
+@torch.no_grad()
+def test_proposer_answers_run_on_the_compressed_model(tmp_path):
+    """The PRBoost LM pass (shared-prefix path with cache crops) works on a compressed CausalLM
+    and gives the same answers as the uncompressed one at full rank."""
+    import numpy as np
+
+    from models.lm import CausalLM
+    from models.lorc.serve import compressed_causal_lm
+
+    class Tok:  # whitespace tokenizer over the tiny model's ids
+        eos_token, pad_token, truncation_side, padding_side = "<e>", "<p>", "left", "left"
+
+        def __call__(self, texts, return_tensors="pt", padding=False, **kw):
+            single = isinstance(texts, str)
+            rows = [[3 + (sum(map(ord, w)) % (VOCAB - 3)) for w in t.split()] for t in
+                    ([texts] if single else texts)]  # fmt: skip
+            width = max(len(r) for r in rows)
+            ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+            return {"input_ids": ids, "attention_mask": mask}
+
+    model = tiny_lm("llama")
+    factors = factorize(model, calibrate(model, calib_batches()))
+    layout = kv_layout(model)
+    path = save(tmp_path / "lorc.pt", factors, full_schedule(layout), QuantSpec())
+    lm = CausalLM(model, Tok(), "tiny", "cpu")
+    small = compressed_causal_lm(lm, path)
+    assert small.model_id != lm.model_id and small.model is not lm.model
+
+    class Vocab:
+        token_ids = np.arange(3, VOCAB)
+        token_word = np.arange(VOCAB - 3)
+        words = [f"w{i}" for i in range(VOCAB - 3)]
+
+    prefixes = ["a b c d", "e f", "g h i"]
+    suffixes = ["\nx y", "\nz"]
+    ref = lm.next_token_topk_suffixes(prefixes, suffixes, 5, Vocab())
+    got = small.next_token_topk_suffixes(prefixes, suffixes, 5, Vocab())
+    for (ri, _), (gi, _) in zip(ref, got):
+        assert np.array_equal(ri, gi)
