@@ -97,6 +97,10 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
         else:
+            with contextlib.suppress(OSError, AttributeError):  # hand freed heap back to the OS
+                import ctypes
+
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
             _rss_reset()
             self.base = _status_kb("VmRSS") * 1024
         return self
@@ -156,14 +160,12 @@ def _configs(lm, factors, plain, fitted, budgets):
     spec = QuantSpec(None)
     layout = kv_layout(model, spec)
     sched = greedy(layout, plain, 0.75 * layout.full_bytes)
-    small = compress(model, plain, sched, spec)
-    out.append(
-        ("plainsvd-greedy-float@0.75", "plain-svd", "float", small, lambda: new_cache(small))
-    )
-    spec8 = QuantSpec(8)
-    small = compress(model, factors, fitted, spec8)
-    out.append(("lorc-default (greedy-int8, fitted)", "lorc-default", "int8", small,
-                lambda: new_cache(small)))  # fmt: skip
+    plain_model = compress(model, plain, sched, spec)
+    out.append(("plainsvd-greedy-float@0.75", "plain-svd", "float", plain_model,
+                lambda: new_cache(plain_model)))  # fmt: skip
+    default_model = compress(model, factors, fitted, QuantSpec(8))
+    out.append(("lorc-default (greedy-int8, fitted)", "lorc-default", "int8", default_model,
+                lambda: new_cache(default_model)))  # fmt: skip
     return out
 
 
@@ -222,8 +224,13 @@ def speed(model, factory, vocab_ids, batch: int, context: int, steps: int, devic
         for s in range(0, context, WINDOW):
             out = model(input_ids=ids[:, s : s + WINDOW], cache=cache, use_cache=True,
                         logits_to_keep=1)  # fmt: skip
-        t1 = time.perf_counter()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        prefill_s = time.perf_counter() - t0
         nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+        out = model(input_ids=nxt, cache=cache, use_cache=True, logits_to_keep=1)  # warm-up step
+        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+        t1 = time.perf_counter()
         for _ in range(steps):
             out = model(input_ids=nxt, cache=cache, use_cache=True, logits_to_keep=1)
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
@@ -235,7 +242,7 @@ def speed(model, factory, vocab_ids, batch: int, context: int, steps: int, devic
     return {
         "batch": batch,
         "context": context,
-        "prefill_tok_s": batch * context / (t1 - t0),
+        "prefill_tok_s": batch * context / prefill_s,
         "decode_tok_s": batch * steps / (t2 - t1),
         "peak_mib": mem.mib,
         "cache_mib": nbytes / 2**20,

@@ -48,6 +48,7 @@ __all__ = [
     "resolve_device",
 ]
 
+LORC_PREFIX = "lorc:"  # load_causal_lm("lorc:<file>"): a LoRC-compressed model
 EMBED_CHUNK = 1024  # texts per disk-cache entry of embed_texts (the unit of resumption)
 
 
@@ -333,7 +334,17 @@ def load_causal_lm(
     gguf_file: str | None = None,
     dtype: str | None = None,
 ) -> CausalLM:
-    """Load (once per process) a causal LM by hub name, folder or GGUF; default SmolLM2-135M."""
+    """Load (once per process) a causal LM by hub name, folder or GGUF; default SmolLM2-135M.
+
+    ``lorc:<file>``: the base model named in a saved LoRC compression (``models.lorc.save``),
+    compressed by it (latent KV cache; see ``models/lorc/serve.py``).
+    """
+    if name_or_path and name_or_path.startswith(LORC_PREFIX):
+        from models.lorc.serve import load_compressed_causal_lm
+
+        return load_compressed_causal_lm(
+            name_or_path[len(LORC_PREFIX) :], device=device, dtype=dtype
+        )
     source, gguf = _resolve_source(name_or_path or default_causal_lm(), gguf_file)
     device = resolve_device(device)
 

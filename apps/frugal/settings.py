@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "apps.training",
     "apps.rules",
     "apps.api",
+    "apps.lorc",
 ]
 
 MIDDLEWARE = [

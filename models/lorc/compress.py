@@ -75,7 +75,7 @@ def compress(
     storage: torch.dtype | None = None,
     inplace: bool = False,
 ) -> torch.nn.Module:
-    """``model`` (or a deep copy) with LoRC attention in every layer.
+    """``model`` (or a copy sharing its weights) with LoRC attention in every layer.
 
     ``spec``: latent storage (8/4-bit codes, or float); ``storage``: the float dtype of unquantized
     latents (default the model's dtype).
@@ -84,7 +84,7 @@ def compress(
     if is_compressed(model):
         raise ValueError("model is already LoRC-compressed")
     spec = spec or QuantSpec()
-    target = model if inplace else copy.deepcopy(model)
+    target = model if inplace else _sharing_copy(model)
     base = target.model
     for i, layer in enumerate(base.layers):
         f, rk, rv = factors[i], schedule.ranks_k[i], schedule.ranks_v[i]
@@ -101,6 +101,15 @@ def compress(
     }
     _patch_generate(target)
     return target
+
+
+def _sharing_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the module tree (and config) that shares every parameter and buffer with
+    ``model``: replacing a submodule of the copy leaves ``model`` as it was, for the memory of
+    the new attention weights only."""
+    memo = {id(t): t for t in model.parameters()}
+    memo.update({id(t): t for t in model.buffers()})
+    return copy.deepcopy(model, memo)
 
 
 def is_compressed(model: torch.nn.Module) -> bool:

@@ -15,7 +15,9 @@ from pathlib import Path
 from models.lm import CausalLM
 from models.lorc.compress import load, new_cache
 
-__all__ = ["compressed_causal_lm"]
+__all__ = ["BASE_MODEL_KEY", "compressed_causal_lm", "load_compressed_causal_lm"]
+
+BASE_MODEL_KEY = "base_model"  # in a saved file's meta: the base model's name ("" = default)
 
 _LOADED: dict[tuple[str, str], CausalLM] = {}
 _LOCK = threading.Lock()
@@ -45,3 +47,18 @@ def compressed_causal_lm(lm: CausalLM, path: Path | str) -> CausalLM:
                 cache_factory=new_cache,
             )
         return _LOADED[key]
+
+
+def load_compressed_causal_lm(
+    path: Path | str, device: str | None = None, dtype: str | None = None
+) -> CausalLM:
+    """The base model named in the file's meta (``base_model``), loaded by ``load_causal_lm``
+    and compressed by the file."""
+    from models.lm import ModelLoadError, load_causal_lm
+    from models.lorc.compress import read_header
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"LoRC file not found: {path}")
+    base = read_header(path).get("meta", {}).get(BASE_MODEL_KEY) or None
+    return compressed_causal_lm(load_causal_lm(base, device=device, dtype=dtype), path)

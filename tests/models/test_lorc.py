@@ -271,3 +271,13 @@ def test_proposer_answers_run_on_the_compressed_model(tmp_path):
     got = small.next_token_topk_suffixes(prefixes, suffixes, 5, Vocab())
     for (ri, _), (gi, _) in zip(ref, got):
         assert np.array_equal(ri, gi)
+
+
+def test_a_compressed_copy_shares_the_untouched_weights():
+    model = tiny_lm("llama")
+    factors = factorize(model, calibrate(model, calib_batches()))
+    small = compress(model, factors, Schedule([8] * 3, [8] * 3))
+    assert small.lm_head.weight is model.lm_head.weight
+    assert small.model.layers[0].mlp.up_proj.weight is model.model.layers[0].mlp.up_proj.weight
+    assert not hasattr(model.model.layers[0].self_attn, "k_down")
+    assert model.config.use_cache and not small.config.use_cache
