@@ -51,6 +51,13 @@ class LoRCAttention(nn.Module):
         storage: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        # Plain (not inference-mode) tensors even when built under torch.inference_mode(): the
+        # module must also run under no_grad / generate.
+        with torch.inference_mode(False), torch.no_grad():
+            self._build(orig, A_k, B_k, A_v, B_v, rotary_emb, spec, storage)
+
+    def _build(self, orig, A_k, B_k, A_v, B_v, rotary_emb, spec, storage) -> None:
+        A_k, B_k, A_v, B_v = (t.clone() for t in (A_k, B_k, A_v, B_v))
         cfg = orig.config
         self.config = cfg
         self.layer_idx = orig.layer_idx

@@ -281,3 +281,13 @@ def test_a_compressed_copy_shares_the_untouched_weights():
     assert small.model.layers[0].mlp.up_proj.weight is model.model.layers[0].mlp.up_proj.weight
     assert not hasattr(model.model.layers[0].self_attn, "k_down")
     assert model.config.use_cache and not small.config.use_cache
+
+
+def test_a_model_compressed_under_inference_mode_also_generates_outside_it():
+    model = tiny_lm("mistral")
+    with torch.inference_mode():
+        factors = factorize(model, calibrate(model, calib_batches()))
+        small = compress(model, factors, Schedule([8] * 3, [8] * 3), QuantSpec(8, group=4))
+        small(_ids())
+    out = small.generate(input_ids=_ids(), max_new_tokens=3, do_sample=False, pad_token_id=0)
+    assert out.shape == (3, 23)
