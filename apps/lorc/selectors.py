@@ -7,8 +7,7 @@ from apps.lorc import kinds
 from apps.lorc.models import CompressedLM
 from apps.projects.models import Project
 from apps.training.prboost_settings import prboost_settings
-
-LORC_PREFIX = "lorc:"
+from models.lm import LORC_PREFIX
 
 
 def compressed_lms(*, project: Project) -> QuerySet[CompressedLM]:

@@ -34,11 +34,11 @@ from apps.projects.models import Project, Role
 from apps.projects.selectors import role_in_project
 from apps.training.prboost_settings import effective_templates, prboost_settings
 from apps.training.services import update_prboost_settings
+from models.lm import LORC_PREFIX
 
 Progress = Callable[[float, str], None]
 Log = Callable[[str], None]
 
-LORC_PREFIX = "lorc:"
 WINDOW = 256  # tokens per perplexity / calibration window (project texts are often short)
 CALIB_TOKENS = 2048
 EVAL_TOKENS = 2048
