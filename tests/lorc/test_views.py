@@ -67,3 +67,28 @@ def test_the_project_dashboard_links_to_the_page(client, project, annotator):
     client.force_login(annotator)
     html = client.get(f"/projects/{project.pk}/").content.decode()
     assert f"/projects/{project.pk}/lorc/" in html
+
+
+def test_admin_switches_the_proposer_to_a_listed_model_and_back(client, project, admin_user):
+    from apps.jobs.artifacts import save_artifact
+    from apps.lorc.models import CompressedLM
+
+    artifact = save_artifact(project=project, kind="lorc", name="lorc-int8.pt",
+                             fileobj_or_bytes=b"factors")  # fmt: skip
+    metrics = {"saved": 0.6, "bytes_full": 23040, "bytes_lorc": 9216, "ppl_full": 15.4,
+               "ppl_lorc": 16.1, "top1": 0.9, "overlap": 0.95, "agreement_texts": 48,
+               "eval_tokens": 2048}  # fmt: skip
+    m = CompressedLM.objects.create(project=project, artifact=artifact, metrics=metrics)
+    client.force_login(admin_user)
+    html = client.get(f"/projects/{project.pk}/lorc/").content.decode()
+    assert "60%" in html and "15.40 → 16.10" in html and "Use for proposer" in html
+    response = client.post(
+        f"/projects/{project.pk}/lorc/proposer/", {"model": str(m.pk)}, HTTP_HX_REQUEST="true"
+    )
+    assert "Stop using for proposer" in response.content.decode()
+    project.refresh_from_db()
+    name = prboost_settings(project)["language_model"]
+    assert name.startswith("lorc:") and name.endswith(artifact.path)
+    client.post(f"/projects/{project.pk}/lorc/proposer/", {"use": "off"}, HTTP_HX_REQUEST="true")
+    project.refresh_from_db()
+    assert prboost_settings(project)["language_model"] == ""
