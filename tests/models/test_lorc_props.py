@@ -120,3 +120,27 @@ def test_quantization_error_is_within_half_a_step(shape, bits, group, scale, see
     # one token at a time gives the same codes as all at once (a cache can append)
     parts = torch.cat([quantize(x[:, i : i + 1], spec).codes for i in range(t)], dim=1)
     assert torch.equal(parts, q.codes)
+
+
+@settings(max_examples=30, deadline=None)
+@given(ceiling=st.floats(1.0, 3.0), steps=st.integers(4, 10))
+def test_perplexity_fit_keeps_the_ceiling_and_brackets_the_smallest_budget(ceiling, steps):
+    from models.lorc import BudgetError, fit_to_perplexity
+
+    layout = KVLayout(4, 64, 2, QuantSpec(8, group=8))
+    factors = _factors(4, 64, 0)
+
+    def ppl(s: Schedule) -> float:  # falls as bytes grow, like the real curve
+        return 1.0 + 4.0 * (1 - layout.bytes_per_token(s) / layout.full_bytes) ** 2
+
+    lo, hi = 0.1 * layout.full_bytes, 0.6 * layout.full_bytes
+    try:
+        best, value, tried = fit_to_perplexity(
+            lambda b: greedy(layout, factors, b, 8), ppl, ceiling, lo, hi, steps
+        )
+    except BudgetError:
+        assert ppl(greedy(layout, factors, hi, 8)) > ceiling
+        return
+    assert value <= ceiling and value == ppl(best)
+    failing = [b for b, p in tried if p > ceiling]
+    assert all(b < layout.bytes_per_token(best) for b in failing)  # smaller budgets broke it
