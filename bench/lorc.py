@@ -163,6 +163,11 @@ def _configs(lm, factors, plain, fitted, budgets):
     plain_model = compress(model, plain, sched, spec)
     out.append(("plainsvd-greedy-float@0.75", "plain-svd", "float", plain_model,
                 lambda: new_cache(plain_model)))  # fmt: skip
+    spec16 = QuantSpec(4, group=16)  # 4-bit codes, finer scales, every channel kept
+    layout16 = kv_layout(model, spec16)
+    g16 = compress(model, factors, greedy(layout16, factors, layout16.full_bytes), spec16)
+    out.append(("lorc-full-rank-int4g16", "lorc-full-rank", "int4g16", g16,
+                lambda: new_cache(g16)))  # fmt: skip
     default_model = compress(model, factors, fitted, QuantSpec(8))
     out.append(("lorc-default (greedy-int8, fitted)", "lorc-default", "int8", default_model,
                 lambda: new_cache(default_model)))  # fmt: skip

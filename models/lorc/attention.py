@@ -24,6 +24,8 @@ from models.lorc.quant import QuantSpec, fake_quant
 
 __all__ = ["LoRCAttention", "rotate_half"]
 
+ATTN_BLOCK_SCORES = 1 << 22  # attention scores computed at once (16 MiB in float32)
+
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
@@ -149,10 +151,18 @@ class LoRCAttention(nn.Module):
         k = self.k_up(c_k.squeeze(1)).view(B, S, self.n_kv, dh).transpose(1, 2)  # (B,h_kv,S,dh)
         k = _rope(k, cos_k, sin_k)
         qg = q.view(B, self.n_kv, self.n_rep, T, dh)  # (B, h_kv, n_rep, T, dh)
-        scores = qg @ k.unsqueeze(2).transpose(-1, -2) * self.scaling  # (B,h_kv,n_rep,T,S)
-        scores = scores + self._bias(attention_mask, B, T, S, scores).unsqueeze(1)
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-        z = probs @ c_v.unsqueeze(1)  # (B, h_kv, n_rep, T, r_v)
+        kt = k.unsqueeze(2).transpose(-1, -2)  # (B, h_kv, 1, dh, S)
+        cv = c_v.unsqueeze(1)  # (B, 1, 1, S, r_v)
+        bias = self._bias(attention_mask, B, T, S, q).unsqueeze(1)  # (B, 1, 1, T, S)
+        # Queries in blocks: the scores of a long prefill never exist whole (memory stays flat)
+        block = max(1, ATTN_BLOCK_SCORES // max(B * self.n_heads * S, 1))
+        parts = []
+        for t0 in range(0, T, block):
+            scores = qg[..., t0 : t0 + block, :] @ kt * self.scaling  # (B,h_kv,n_rep,tb,S)
+            scores = scores + bias[..., t0 : t0 + block, :]
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+            parts.append(probs @ cv)  # (B, h_kv, n_rep, tb, r_v)
+        z = torch.cat(parts, dim=-2) if len(parts) > 1 else parts[0]
         z = z.reshape(B, self.n_heads, T, self.rank_v).transpose(1, 2).reshape(B, T, -1)
         return self.o_proj(z), None  # (B, T, d)
 

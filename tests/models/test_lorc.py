@@ -291,3 +291,17 @@ def test_a_model_compressed_under_inference_mode_also_generates_outside_it():
         small(_ids())
     out = small.generate(input_ids=_ids(), max_new_tokens=3, do_sample=False, pad_token_id=0)
     assert out.shape == (3, 23)
+
+
+@torch.no_grad()
+def test_query_blocks_give_the_same_attention(monkeypatch):
+    from models.lorc import attention
+
+    model = tiny_lm("qwen2")
+    factors = factorize(model, calibrate(model, calib_batches()))
+    small = compress(model, factors, Schedule([8] * 3, [8] * 3))
+    ids, mask = _left_padded()
+    whole = small(input_ids=ids, attention_mask=mask).logits
+    monkeypatch.setattr(attention, "ATTN_BLOCK_SCORES", 6 * 20 * 3)  # 3-query blocks
+    blocked = small(input_ids=ids, attention_mask=mask).logits
+    assert (whole - blocked)[mask.bool()].abs().max() < 1e-5
