@@ -103,3 +103,13 @@ def test_a_job_on_too_little_text_fails_with_a_message(project, admin_user, sett
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "tokens of project text" in job.error
     assert not CompressedLM.objects.exists()
+
+
+def test_the_kind_is_launchable_on_the_gpu_queue_and_has_its_task():
+    from apps.jobs.kinds import resource_for_kind
+    from workers.celery_app import TASK_MODULES, app
+
+    assert resource_for_kind(kinds.CALIBRATE) == "gpu"
+    assert "workers.lorc_tasks" in TASK_MODULES
+    app.loader.import_default_modules()
+    assert f"frugal.{kinds.CALIBRATE}" in app.tasks
