@@ -151,19 +151,22 @@ class LoRCAttention(nn.Module):
         k = self.k_up(c_k.squeeze(1)).view(B, S, self.n_kv, dh).transpose(1, 2)  # (B,h_kv,S,dh)
         k = _rope(k, cos_k, sin_k)
         qg = q.view(B, self.n_kv, self.n_rep, T, dh)  # (B, h_kv, n_rep, T, dh)
-        kt = k.unsqueeze(2).transpose(-1, -2)  # (B, h_kv, 1, dh, S)
-        cv = c_v.unsqueeze(1)  # (B, 1, 1, S, r_v)
+        kt = k.transpose(-1, -2)  # (B, h_kv, dh, S): each KV head once, never repeated
         bias = self._bias(attention_mask, B, T, S, q).unsqueeze(1)  # (B, 1, 1, T, S)
         # Queries in blocks: the scores of a long prefill never exist whole (memory stays flat)
         block = max(1, ATTN_BLOCK_SCORES // max(B * self.n_heads * S, 1))
         parts = []
         for t0 in range(0, T, block):
-            scores = qg[..., t0 : t0 + block, :] @ kt * self.scaling  # (B,h_kv,n_rep,tb,S)
-            scores = scores + bias[..., t0 : t0 + block, :]
+            qb = qg[..., t0 : t0 + block, :]  # (B, h_kv, n_rep, tb, dh)
+            tb = qb.shape[-2]
+            scores = qb.reshape(B, self.n_kv, self.n_rep * tb, dh) @ kt * self.scaling
+            scores = scores.view(B, self.n_kv, self.n_rep, tb, S) + bias[..., t0 : t0 + tb, :]
             probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-            parts.append(probs @ cv)  # (B, h_kv, n_rep, tb, r_v)
-        z = torch.cat(parts, dim=-2) if len(parts) > 1 else parts[0]
-        z = z.reshape(B, self.n_heads, T, self.rank_v).transpose(1, 2).reshape(B, T, -1)
+            # every head reads the same value latents: one (B, 1, H*tb, S) @ (B, 1, S, r_v)
+            z = probs.reshape(B, 1, self.n_heads * tb, S) @ c_v  # (B, 1, H*tb, r_v)
+            parts.append(z.view(B, self.n_heads, tb, self.rank_v))
+        z = torch.cat(parts, dim=-2) if len(parts) > 1 else parts[0]  # (B, H, T, r_v)
+        z = z.transpose(1, 2).reshape(B, T, -1)
         return self.o_proj(z), None  # (B, T, d)
 
     @staticmethod
