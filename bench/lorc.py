@@ -40,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 JSON_PATH = ROOT / "results" / "lorc.json"
+SPEED_JSON_PATH = ROOT / "results" / "lorc-speed.json"
 MD_PATH = ROOT / "RESULTS-lorc.md"
 PNG_PATH = ROOT / "RESULTS-lorc.png"
 WINDOW = 512
@@ -317,13 +318,15 @@ def run(args) -> dict:
     budgets = [(None, [0.75, 0.5]), (8, [0.45, 0.4]), (4, [0.3, 0.25])]
     if args.quick:  # a smoke run of every code path, numbers meaningless
         budgets = [(8, [0.4])]
+    if args.speed_only:  # the settings the speed section runs
+        budgets = [(None, [0.75])]
     configs = _configs(lm, factors, plain, fitted, budgets)
     trec, _ = load_wrench(args.data / "wrench-trec", "valid")
     qtexts = list(trec.texts[: args.answer_texts])
     templates = DEFAULT_TEMPLATES["text_classification"]
-    ref_answers = answers(lm, model, qtexts, templates)
+    ref_answers = None if args.speed_only else answers(lm, model, qtexts, templates)
     rows = []
-    for name, family, quant, m, factory in configs:
+    for name, family, quant, m, factory in [] if args.speed_only else configs:
         row = {"name": name, "family": family, "quant": quant}
         row.update(quality(name, m, factory, windows))
         lorc = family.startswith("lorc") or family == "plain-svd"
@@ -530,6 +533,16 @@ def render(res: dict) -> str:
             "memory above the loaded model during prefill + decode (CPU: VmHWM reset per run; "
             "CUDA: max allocated). Scaled down for a shared CPU: batch 16 only at 512 tokens, "
             "fp8 and float LoRC only up to 2k, few decode steps (tokens/s are rough).",
+            *(
+                [
+                    f"These rows come from a speed-only run (`--speed-only`, "
+                    f"{res['speed_run']['date']}, {res['speed_run']['seconds'] / 60:.1f} min) "
+                    "of the same code: the same calibration and default schedule "
+                    f"({res['speed_run']['default']['bytes_per_token']} B/token)."
+                ]
+                if res.get("speed_run")
+                else []
+            ),
             "",
             _table(
                 [
@@ -598,6 +611,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--speed-contexts", default="512,2048,8192")
     p.add_argument("--decode-steps", type=int, default=8)
     p.add_argument("--skip-speed", action="store_true")
+    p.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="only the memory/speed section, into results/lorc-speed.json (it replaces the "
+        "speed rows of lorc.json when rendering)",
+    )
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--quick", action="store_true", help="smoke run: one budget, tiny sizes")
     args = p.parse_args(argv)
@@ -613,8 +632,15 @@ def main(argv: list[str]) -> int:
             print(json.dumps(res, indent=1)[:3000])
             return 0
         JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
-        JSON_PATH.write_text(json.dumps(res, indent=1))
+        (SPEED_JSON_PATH if args.speed_only else JSON_PATH).write_text(json.dumps(res, indent=1))
+    if not JSON_PATH.exists():
+        print(f"{JSON_PATH} not written yet: run without --speed-only, then --render-only")
+        return 0
     res = json.loads(JSON_PATH.read_text())
+    if SPEED_JSON_PATH.exists():
+        speed = json.loads(SPEED_JSON_PATH.read_text())
+        res["speed"] = speed["speed"]
+        res["speed_run"] = {k: speed[k] for k in ("date", "machine", "seconds", "default")}
     md = render(res)
     MD_PATH.write_text(md + "\n")
     plot(res, PNG_PATH)
