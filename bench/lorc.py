@@ -570,7 +570,8 @@ def plot(res: dict, path: Path) -> None:
     q = res["quality"]
     full = next(r for r in q if r["family"] == "full")
     fb = full["bytes_per_token"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)
     groups: dict[str, list] = {}
     for r in q:
         if r["family"] == "plain-svd":  # thousands of percent: said in the table, not plotted
