@@ -48,6 +48,7 @@ __all__ = [
     "resolve_device",
 ]
 
+LORC_PREFIX = "lorc:"  # load_causal_lm("lorc:<file>"): a LoRC-compressed model
 EMBED_CHUNK = 1024  # texts per disk-cache entry of embed_texts (the unit of resumption)
 
 
@@ -182,6 +183,9 @@ class CausalLM:
     model_id: str
     device: str
     max_length: int = 512
+    # Builds the KV cache for a batch (default ``DynamicCache``); a model whose attention needs
+    # its own cache (LoRC's latents, ``models.lorc.new_cache``) brings its factory here.
+    cache_factory: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         # The answer slot is the end of the prompt: a prompt longer than max_length must lose
@@ -199,6 +203,14 @@ class CausalLM:
     def vocab_tokens(self) -> list[str]:
         """Raw token strings indexed by token id (for ``AnswerVocab.from_tokens``)."""
         return _id_to_token(self.tokenizer)
+
+    def new_cache(self) -> Any:
+        """An empty KV cache for this model (``cache_factory``, else a ``DynamicCache``)."""
+        if self.cache_factory is not None:
+            return self.cache_factory(self.model)
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
 
     def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One batch, left-padded, on the device: (input ids, attention mask, position ids),
@@ -270,7 +282,6 @@ class CausalLM:
         (it does for a suffix starting with a newline, with BPE tokenizers).
         """
         import torch
-        from transformers import DynamicCache
 
         n = len(prefixes)
         tok = self.tokenizer
@@ -289,7 +300,7 @@ class CausalLM:
                     per_suffix[j].append((empty[rows], logits))
         for rows in _batches(order, batch_size):
             ids, mask, pos = self._encode([prefixes[i] for i in rows])
-            cache = DynamicCache(config=self.model.config)
+            cache = self.new_cache()
             with torch.inference_mode():
                 self.model(
                     input_ids=ids,
@@ -323,7 +334,17 @@ def load_causal_lm(
     gguf_file: str | None = None,
     dtype: str | None = None,
 ) -> CausalLM:
-    """Load (once per process) a causal LM by hub name, folder or GGUF; default SmolLM2-135M."""
+    """Load (once per process) a causal LM by hub name, folder or GGUF; default SmolLM2-135M.
+
+    ``lorc:<file>``: the base model named in a saved LoRC compression (``models.lorc.save``),
+    compressed by it (latent KV cache; see ``models/lorc/serve.py``).
+    """
+    if name_or_path and name_or_path.startswith(LORC_PREFIX):
+        from models.lorc.serve import load_compressed_causal_lm
+
+        return load_compressed_causal_lm(
+            name_or_path[len(LORC_PREFIX) :], device=device, dtype=dtype
+        )
     source, gguf = _resolve_source(name_or_path or default_causal_lm(), gguf_file)
     device = resolve_device(device)
 

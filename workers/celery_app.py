@@ -22,6 +22,7 @@ TASK_MODULES = [
     "workers.dataset_tasks",
     "workers.prboost_tasks",
     "workers.alignment_tasks",
+    "workers.lorc_tasks",
 ]
 
 

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "apps.agreement",
     "apps.guidelines",
     "apps.bulk",
+    "apps.lorc",
 ]
 
 MIDDLEWARE = [

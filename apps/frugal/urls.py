@@ -14,6 +14,7 @@ urlpatterns = [
     path("projects/<int:project_id>/guidelines/", include("apps.guidelines.urls")),
     path("projects/<int:project_id>/bulk/", include("apps.bulk.urls")),
     path("projects/<int:project_id>/preferences/", include("apps.alignment.urls")),
+    path("projects/<int:project_id>/lorc/", include("apps.lorc.urls")),
     path("jobs/", include("apps.jobs.urls")),
     path("api/", include("apps.api.urls")),
     path("django-admin/", admin.site.urls),

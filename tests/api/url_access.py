@@ -46,6 +46,10 @@ ACCESS = {
     "alignment:rejudge": "member",
     "alignment:annotate": "member",
     "alignment:agreement": "member",
+    # LLM compression (LoRC): members see it, admins calibrate and switch the proposer
+    "lorc:page": "member",
+    "lorc:launch": "admin",
+    "lorc:proposer": "admin",
     "projects:unarchive": "admin",
     "projects:delete": "admin",
     "projects:members": "admin",

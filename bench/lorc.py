@@ -1,0 +1,650 @@
+"""LoRC on SmolLM2-135M-Instruct: perplexity vs KV bytes, answer agreement, memory and speed.
+
+    python -m bench lorc [--data DIR] [--device cpu|cuda] [--eval-tokens 1024]
+                         [--speed-contexts 512,2048,8192] [--decode-steps 8] [--skip-speed]
+                         [--render-only]
+
+One run, one model, one machine:
+1. calibration: the input second moment of every attention layer from ~2.3k tokens of the
+   *calibration halves* (HH-RLHF dialogues: first half of the file; TREC: train; SMS: even rows);
+   whitened factors (and plain SVD for the ablation).
+2. default: greedy ranks with 8-bit latents, the smallest budget whose perplexity on held-out
+   *calibration* windows stays within +4% of the full model's (``fit_to_perplexity``). Nothing is
+   chosen on evaluation text.
+3. quality: perplexity on the *evaluation halves* (HH-RLHF second half, TREC test, SMS odd rows),
+   --eval-tokens per source in 512-token windows, every window fed as 64 tokens then the rest, so
+   the second call reads the first from the cache: full cache; plain per-token 8-/4-bit K/V; the
+   transformers ``QuantizedCache`` (fp8 backend, no extra package); LoRC uniform / progressive /
+   greedy ranks at several budgets, float / int8 / int4 latents; plain SVD (ablation).
+   KV bytes per token are measured from the cache tensors after the window (``cache_nbytes``).
+4. answers: top-10 answer words of the PRBoost proposer (default text-classification templates,
+   wrench-trec dev texts) of each LoRC model vs the full model: top-1 agreement, top-10 overlap.
+5. speed and memory: chunked prefill (512) to each context, then --decode-steps greedy steps;
+   decode tokens/s, peak memory above the loaded model (CPU: VmHWM; CUDA: max allocated) and the
+   cache's bytes. CPU scale-down (said in the results): batch 16 only at 512 tokens, few steps.
+
+JSON goes to bench/results/lorc.json; bench/RESULTS-lorc.md and bench/RESULTS-lorc.png are rendered
+from it (``--render-only`` re-renders).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+JSON_PATH = ROOT / "results" / "lorc.json"
+SPEED_JSON_PATH = ROOT / "results" / "lorc-speed.json"
+MD_PATH = ROOT / "RESULTS-lorc.md"
+PNG_PATH = ROOT / "RESULTS-lorc.png"
+WINDOW = 512
+PREFILL = 64
+CEILING = 1.04  # default schedule: calibration perplexity within +4% of the full model
+
+
+def _machine() -> str:
+    cpu = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def _table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    fmt = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([fmt(cells[0]), sep] + [fmt(r) for r in cells[1:]])
+
+
+# --------------------------------------------------------------------------- memory probes
+def _rss_reset() -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+def _status_kb(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class PeakMemory:
+    """Peak memory (MiB) above the level at entry: CUDA max allocated, else VmHWM - VmRSS."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+
+    def __enter__(self) -> PeakMemory:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            with contextlib.suppress(OSError, AttributeError):  # hand freed heap back to the OS
+                import ctypes
+
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
+            _rss_reset()
+            self.base = _status_kb("VmRSS") * 1024
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated()
+        else:
+            peak = _status_kb("VmHWM") * 1024
+        self.mib = max(peak - self.base, 0) / 2**20
+
+
+# --------------------------------------------------------------------------- configs
+def _configs(lm, factors, plain, fitted, budgets):
+    """(name, family, quant, model, cache factory, layout info) for every compared setting."""
+    from transformers import DynamicCache, QuantizedCache
+
+    from models.lorc import (
+        QuantSpec,
+        compress,
+        greedy,
+        kv_layout,
+        new_cache,
+        progressive,
+        quant_kv_cache,
+        uniform,
+    )
+
+    model = lm.model
+    out = [
+        ("full", "full", "bf16" if model.dtype.itemsize == 2 else "fp32", model,
+         lambda: DynamicCache(config=model.config)),
+        ("kv-int8", "kv-quant", "int8", model, lambda: quant_kv_cache(model, QuantSpec(8))),
+        ("kv-int4", "kv-quant", "int4", model, lambda: quant_kv_cache(model, QuantSpec(4))),
+        ("hf-fp8", "hf-quantized", "fp8", model,
+         lambda: QuantizedCache(backend="fp8", config=model.config)),
+    ]  # fmt: skip
+    makers = {
+        "uniform": lambda L, b: uniform(L, b),
+        "progressive": lambda L, b: progressive(L, factors, b),
+        "greedy": lambda L, b: greedy(L, factors, b),
+    }
+    for bits, ratios in budgets:
+        spec = QuantSpec(bits)
+        layout = kv_layout(model, spec)
+        for ratio in ratios:
+            for method, make in makers.items():
+                sched = make(layout, ratio * layout.full_bytes)
+                small = compress(model, factors, sched, spec)
+                out.append(
+                    (f"lorc-{method}-{spec.label}@{ratio:g}", f"lorc-{method}", spec.label, small,
+                     (lambda m: lambda: new_cache(m))(small))
+                )  # fmt: skip
+    spec = QuantSpec(None)
+    layout = kv_layout(model, spec)
+    sched = greedy(layout, plain, 0.75 * layout.full_bytes)
+    plain_model = compress(model, plain, sched, spec)
+    out.append(("plainsvd-greedy-float@0.75", "plain-svd", "float", plain_model,
+                lambda: new_cache(plain_model)))  # fmt: skip
+    spec16 = QuantSpec(4, group=16)  # 4-bit codes, finer scales, every channel kept
+    layout16 = kv_layout(model, spec16)
+    g16 = compress(model, factors, greedy(layout16, factors, layout16.full_bytes), spec16)
+    out.append(("lorc-full-rank-int4g16", "lorc-full-rank", "int4g16", g16,
+                lambda: new_cache(g16)))  # fmt: skip
+    default_model = compress(model, factors, fitted, QuantSpec(8))
+    out.append(("lorc-default (greedy-int8, fitted)", "lorc-default", "int8", default_model,
+                lambda: new_cache(default_model)))  # fmt: skip
+    return out
+
+
+# --------------------------------------------------------------------------- sections
+def quality(name, model, factory, windows) -> dict:
+    from models.lorc import cache_nbytes, perplexity
+
+    holder = {}
+
+    def recording():
+        holder["cache"] = factory()
+        return holder["cache"]
+
+    t0 = time.perf_counter()
+    ppl = {s: perplexity(model, w, 1, recording, prefill=PREFILL) for s, w in windows.items()}
+    tokens = windows[next(iter(windows))][-1:].numel()  # the cache holds the last window
+    bpt = cache_nbytes(holder["cache"]) / tokens
+    return {"ppl": ppl, "bytes_per_token": bpt, "seconds": time.perf_counter() - t0}
+
+
+def answers(lm, model, texts, templates, ref=None) -> dict:
+    from models.lm import CausalLM
+    from models.lorc import is_compressed, new_cache, topk_agreement
+    from models.prboost.answers import compute_answer_index
+
+    clm = lm
+    if model is not lm.model:
+        clm = CausalLM(
+            model,
+            lm.tokenizer,
+            f"{lm.model_id}|lorc:{id(model)}",
+            lm.device,
+            cache_factory=new_cache if is_compressed(model) else None,
+        )
+    index = compute_answer_index(clm, texts, templates, k=10, use_cache=False)
+    ids = {t.id: index.topk_ids(t.id) for t in templates}
+    if ref is None:
+        return {"ids": ids}
+    agree = [topk_agreement(ref["ids"][t.id], ids[t.id]) for t in templates]
+    return {
+        "top1": sum(a["top1"] for a in agree) / len(agree),
+        "overlap": sum(a["overlap"] for a in agree) / len(agree),
+    }
+
+
+def speed(model, factory, vocab_ids, batch: int, context: int, steps: int, device: str) -> dict:
+    import torch
+
+    from models.lorc import cache_nbytes
+
+    g = torch.Generator().manual_seed(0)
+    ids = vocab_ids[torch.randint(0, len(vocab_ids), (batch, context), generator=g)].to(device)
+    with PeakMemory(device) as mem, torch.inference_mode():
+        cache = factory()
+        t0 = time.perf_counter()
+        for s in range(0, context, WINDOW):
+            out = model(input_ids=ids[:, s : s + WINDOW], cache=cache, use_cache=True,
+                        logits_to_keep=1)  # fmt: skip
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        prefill_s = time.perf_counter() - t0
+        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+        out = model(input_ids=nxt, cache=cache, use_cache=True, logits_to_keep=1)  # warm-up step
+        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+        t1 = time.perf_counter()
+        for _ in range(steps):
+            out = model(input_ids=nxt, cache=cache, use_cache=True, logits_to_keep=1)
+            nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        nbytes = cache_nbytes(cache)
+        del cache, out
+    return {
+        "batch": batch,
+        "context": context,
+        "prefill_tok_s": batch * context / prefill_s,
+        "decode_tok_s": batch * steps / (t2 - t1),
+        "peak_mib": mem.mib,
+        "cache_mib": nbytes / 2**20,
+    }
+
+
+# --------------------------------------------------------------------------- run
+def run(args) -> dict:
+    import torch
+
+    from bench._lorc_texts import load_texts
+    from models.data import load_wrench
+    from models.lm import load_causal_lm
+    from models.lorc import (
+        QuantSpec,
+        calibrate,
+        factorize,
+        fit_to_perplexity,
+        greedy,
+        kv_layout,
+        new_cache,
+        perplexity,
+        token_windows,
+    )
+    from models.lorc import compress as lorc_compress
+    from models.prboost.templates import DEFAULT_TEMPLATES
+
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    lm = load_causal_lm(device=args.device)
+    model, tok, device = lm.model, lm.tokenizer, lm.device
+    texts = load_texts(args.data)
+    log = lambda *a: print(f"[{time.perf_counter() - t_start:6.0f}s]", *a, flush=True)  # noqa: E731
+    log("loaded", lm.model_id)
+
+    cal, cal_dev = [], []
+    for src in texts:
+        w = token_windows(tok, texts[src]["calib"], 256, args.calib_tokens + 2 * WINDOW)
+        cal.append(w[: args.calib_tokens // 256])
+        rest = w[args.calib_tokens // 256 :].reshape(-1)[: 2 * WINDOW]
+        cal_dev.append(rest.view(-1, WINDOW)[:1])  # held-out calibration text for the default
+    cal, cal_dev = torch.cat(cal), torch.cat(cal_dev)
+    windows = {s: token_windows(tok, texts[s]["eval"], WINDOW, args.eval_tokens) for s in texts}
+    batches = [(cal[i : i + 3], torch.ones_like(cal[i : i + 3])) for i in range(0, len(cal), 3)]
+    covs = calibrate(model, batches)
+    factors, plain = factorize(model, covs), factorize(model, None)
+    log("factorized", int(cal.numel()), "calibration tokens")
+
+    spec8 = QuantSpec(8)
+    layout8 = kv_layout(model, spec8)
+    full_dev = perplexity(model, cal_dev)
+
+    def dev_ppl(s):
+        small = lorc_compress(model, factors, s, spec8)
+        return perplexity(small, cal_dev, 1, lambda: new_cache(small), prefill=PREFILL)
+
+    fitted, fitted_ppl, tried = fit_to_perplexity(
+        lambda b: greedy(layout8, factors, b),
+        dev_ppl,
+        CEILING * full_dev,
+        0.15 * layout8.full_bytes,
+        0.6 * layout8.full_bytes,
+        steps=args.fit_steps,
+    )
+    log("default fitted", layout8.bytes_per_token(fitted), "B/token", tried)
+
+    budgets = [(None, [0.75, 0.5]), (8, [0.45, 0.4]), (4, [0.3, 0.25])]
+    if args.quick:  # a smoke run of every code path, numbers meaningless
+        budgets = [(8, [0.4])]
+    if args.speed_only:  # the settings the speed section runs
+        budgets = [(None, [0.75])]
+    configs = _configs(lm, factors, plain, fitted, budgets)
+    trec, _ = load_wrench(args.data / "wrench-trec", "valid")
+    qtexts = list(trec.texts[: args.answer_texts])
+    templates = DEFAULT_TEMPLATES["text_classification"]
+    ref_answers = None if args.speed_only else answers(lm, model, qtexts, templates)
+    rows = []
+    for name, family, quant, m, factory in [] if args.speed_only else configs:
+        row = {"name": name, "family": family, "quant": quant}
+        row.update(quality(name, m, factory, windows))
+        lorc = family.startswith("lorc") or family == "plain-svd"
+        if lorc and (family == "lorc-default" or "greedy" in family or args.all_answers):
+            row["answers"] = answers(lm, m, qtexts, templates, ref_answers)
+        if hasattr(m, "lorc"):
+            s = m.lorc["schedule"]
+            row["ranks_k"], row["ranks_v"] = s.ranks_k, s.ranks_v
+        rows.append(row)
+        log(name, {k: v for k, v in row.items() if k not in ("ranks_k", "ranks_v")})
+
+    speed_rows = []
+    if not args.skip_speed:
+        vocab_ids = windows["hh-rlhf"].reshape(-1).unique()
+        by_name = {c[0]: c for c in configs}
+        plan = [
+            ("full", [(1, c) for c in args.contexts] + [(16, 512)]),
+            ("kv-int8", [(1, c) for c in args.contexts] + [(16, 512)]),
+            ("hf-fp8", [(1, c) for c in args.contexts if c <= 2048]),
+            ("lorc-default (greedy-int8, fitted)", [(1, c) for c in args.contexts] + [(16, 512)]),
+            ("lorc-greedy-float@0.75", [(1, c) for c in args.contexts if c <= 2048]),
+        ]
+        for name, shapes in plan:
+            if name not in by_name:  # --quick runs fewer settings
+                continue
+            _, _, _, m, factory = by_name[name]
+            for batch, context in shapes:
+                r = speed(m, factory, vocab_ids, batch, context, args.decode_steps, device)
+                r["name"] = name
+                speed_rows.append(r)
+                log("speed", r)
+
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": _machine(),
+        "device": device,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "threads": args.threads,
+        "model": lm.model_id,
+        "layout": {
+            "n_layers": layout8.n_layers,
+            "kv_dim": layout8.kv_dim,
+            "full_bytes_per_token": layout8.full_bytes,
+        },
+        "calibration_tokens": int(cal.numel()),
+        "calibration_dev_tokens": int(cal_dev.numel()),
+        "eval_tokens_per_source": {s: int(w.numel()) for s, w in windows.items()},
+        "full_calibration_dev_ppl": full_dev,
+        "default": {
+            "ceiling": CEILING,
+            "bytes_per_token": layout8.bytes_per_token(fitted),
+            "calibration_dev_ppl": fitted_ppl,
+            "tried": tried,
+            "ranks_k": fitted.ranks_k,
+            "ranks_v": fitted.ranks_v,
+        },
+        "answer_texts": len(qtexts),
+        "templates": [t.id for t in templates],
+        "decode_steps": args.decode_steps,
+        "quality": rows,
+        "speed": speed_rows,
+        "seconds": time.perf_counter() - t_start,
+    }
+
+
+# --------------------------------------------------------------------------- rendering
+def _increase(row: dict, full: dict) -> float:
+    """Mean relative perplexity increase over the sources, in percent."""
+    inc = [row["ppl"][s] / full["ppl"][s] - 1 for s in full["ppl"]]
+    return 100 * sum(inc) / len(inc)
+
+
+def _saved(row: dict, full: dict) -> float:
+    return 100 * (1 - row["bytes_per_token"] / full["bytes_per_token"])
+
+
+def _quant_frontier(q: list[dict], full: dict, saved: float) -> float | None:
+    """Δppl of quantization alone at ``saved`` (linear between its points), None outside them."""
+    pts = sorted(
+        (_saved(r, full), _increase(r, full))
+        for r in q
+        if r["family"] in ("kv-quant", "hf-quantized", "full")
+    )
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= saved <= x1 and x1 > x0:
+            return y0 + (y1 - y0) * (saved - x0) / (x1 - x0)
+    return None
+
+
+def targets(res: dict) -> list[list[str]]:
+    """The issue's targets, judged from the rows (nothing typed)."""
+    q = res["quality"]
+    full = next(r for r in q if r["family"] == "full")
+    lorc = [r for r in q if r["family"].startswith("lorc")]
+    ok = [r for r in lorc if _increase(r, full) <= 5.0]
+    best = max(ok, key=lambda r: _saved(r, full), default=None)
+    rows = [
+        [
+            "≥ 60% KV bytes saved at ≤ 5% perplexity increase",
+            f"{best['name']}: {_saved(best, full):.1f}% saved at {_increase(best, full):+.1f}%"
+            if best
+            else "no LoRC setting within +5%",
+            "yes" if best and _saved(best, full) >= 60 else "no",
+        ]
+    ]
+    below = []
+    for r in lorc:
+        s = _saved(r, full)
+        ref = _quant_frontier(q, full, s)
+        if 50 <= s <= 85 and ref is not None and _increase(r, full) < ref:
+            below.append(f"{r['name']} ({s:.1f}% saved: {_increase(r, full):+.1f}% vs {ref:+.1f}%)")
+    rows.append(
+        [
+            "low-rank + quantized frontier below quantization alone in 50–85% saved",
+            "; ".join(below) if below else "no LoRC point below the quantization-only line there",
+            "yes" if below else "no",
+        ]
+    )
+    sp = {(r["name"], r["batch"], r["context"]): r for r in res.get("speed", [])}
+    longest = max((r["context"] for r in res.get("speed", [])), default=0)
+    f = sp.get(("full", 1, longest))
+    d = sp.get(("lorc-default (greedy-int8, fitted)", 1, longest))
+    if f and d:
+        rows.append(
+            [
+                f"a real drop in peak memory at {longest} tokens of context",
+                f"peak {f['peak_mib']:.0f} → {d['peak_mib']:.0f} MiB above the model; cache "
+                f"{f['cache_mib']:.1f} → {d['cache_mib']:.1f} MiB",
+                "yes" if d["peak_mib"] < f["peak_mib"] else "no",
+            ]
+        )
+    return rows
+
+
+def render(res: dict) -> str:
+    q = res["quality"]
+    full = next(r for r in q if r["family"] == "full")
+    fb = full["bytes_per_token"]
+    srcs = list(full["ppl"])
+    rows = []
+    for r in q:
+        a = r.get("answers")
+        rows.append(
+            [r["name"], r["quant"], f"{r['bytes_per_token']:.0f}",
+             f"{100 * (1 - r['bytes_per_token'] / fb):.1f}%"]
+            + [f"{r['ppl'][s]:.3f}" for s in srcs]
+            + [f"{_increase(r, full):+.1f}%",
+               f"{a['top1']:.3f}" if a else "", f"{a['overlap']:.3f}" if a else ""]
+        )  # fmt: skip
+    d = res["default"]
+    lines = [
+        "# LoRC: low-rank KV-cache compression of SmolLM2-135M-Instruct",
+        "",
+        f"Rendered by `python -m bench lorc` from bench/results/lorc.json — {res['date']}, "
+        f"{res['machine']}, device {res['device']}, {res['dtype']}, {res['threads']} thread(s), "
+        f"{res['seconds'] / 60:.1f} min.",
+        "",
+        f"Model: {res['model']} ({res['layout']['n_layers']} layers, KV width "
+        f"{res['layout']['kv_dim']}; full cache {res['layout']['full_bytes_per_token']} B/token "
+        'in bf16 or more in fp32 — "saved" is against the full cache measured in the same run).',
+        f"Calibration: {res['calibration_tokens']} tokens of the calibration halves (HH-RLHF first "
+        "half, TREC train, SMS even rows). Evaluation: "
+        + ", ".join(f"{s} {n} tokens" for s, n in res["eval_tokens_per_source"].items())
+        + " of the disjoint evaluation halves (HH-RLHF second half, TREC test, SMS odd rows), "
+        f"512-token windows fed as {PREFILL} tokens + the rest read from the cache.",
+        "",
+        f"Default (chosen on calibration text only): greedy ranks, int8 latents, the smallest "
+        f"budget whose perplexity on {res['calibration_dev_tokens']} held-out calibration tokens "
+        f"stays within ×{d['ceiling']} of the full model ({res['full_calibration_dev_ppl']:.3f}"
+        f" → {d['calibration_dev_ppl']:.3f}, {d['bytes_per_token']} B/token).",
+        "",
+        "## Perplexity vs KV bytes",
+        "",
+        "`B/token`: bytes per token the cache really holds (sum of its tensors' nbytes after a "
+        "window / tokens). `Δppl`: mean relative perplexity increase over the three sources. "
+        f"`top1`/`overlap`: the PRBoost proposer's top-10 answer words on {res['answer_texts']} "
+        f"wrench-trec dev texts × templates {', '.join(res['templates'])}, vs the full model.",
+        "",
+        _table(
+            ["setting", "storage", "B/token", "saved"]
+            + [f"ppl {s}" for s in srcs]
+            + ["Δppl", "top1", "overlap"],
+            rows,
+        ),  # fmt: skip
+        "",
+        "![perplexity vs KV bytes](RESULTS-lorc.png)",
+        "",
+        "## Targets",
+        "",
+        _table(["target", "measured", "met"], targets(res)),
+        "",
+    ]
+    if res["speed"]:
+        srows = [
+            [s["name"], s["batch"], s["context"], f"{s['cache_mib']:.1f}", f"{s['peak_mib']:.0f}",
+             f"{s['prefill_tok_s']:.0f}", f"{s['decode_tok_s']:.1f}"]
+            for s in res["speed"]
+        ]  # fmt: skip
+        lines += [
+            "## Memory and speed",
+            "",
+            f"Chunked prefill (512 tokens per call) to the context, then {res['decode_steps']} "
+            "greedy decode steps. `cache MiB`: the cache's tensors at the end; `peak MiB`: peak "
+            "memory above the loaded model during prefill + decode (CPU: VmHWM reset per run; "
+            "CUDA: max allocated). Scaled down for a shared CPU: batch 16 only at 512 tokens, "
+            "fp8 and float LoRC only up to 2k, few decode steps (tokens/s are rough).",
+            *(
+                [
+                    f"These rows come from a speed-only run (`--speed-only`, "
+                    f"{res['speed_run']['date']}, {res['speed_run']['seconds'] / 60:.1f} min) "
+                    "of the same code: the same calibration and default schedule "
+                    f"({res['speed_run']['default']['bytes_per_token']} B/token)."
+                ]
+                if res.get("speed_run")
+                else []
+            ),
+            "",
+            _table(
+                [
+                    "setting",
+                    "batch",
+                    "context",
+                    "cache MiB",
+                    "peak MiB",
+                    "prefill tok/s",
+                    "decode tok/s",
+                ],
+                srows,
+            ),  # fmt: skip
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    q = res["quality"]
+    full = next(r for r in q if r["family"] == "full")
+    fb = full["bytes_per_token"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)
+    groups: dict[str, list] = {}
+    for r in q:
+        if r["family"] == "plain-svd":  # thousands of percent: said in the table, not plotted
+            continue
+        label = (
+            r["family"]
+            if r["family"] in ("full", "kv-quant", "hf-quantized")
+            else (f"{r['family']} {r['quant']}")
+        )
+        groups.setdefault(label, []).append(
+            (100 * (1 - r["bytes_per_token"] / fb), _increase(r, full))
+        )
+    for label, pts in sorted(groups.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ax.axhline(5, color="grey", ls=":", lw=1)
+    ax.axvline(60, color="grey", ls=":", lw=1)
+    ax.set_xlabel("KV bytes saved vs full cache (%)")
+    ax.set_ylabel("perplexity increase (%)")
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set_title("SmolLM2-135M: perplexity vs KV-cache bytes (plain SVD off the chart)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench lorc")
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--calib-tokens", type=int, default=768, help="per source, 256-token windows")
+    p.add_argument("--eval-tokens", type=int, default=1024, help="per source")
+    p.add_argument("--fit-steps", type=int, default=6)
+    p.add_argument("--answer-texts", type=int, default=60)
+    p.add_argument("--all-answers", action="store_true", help="answers for every LoRC setting")
+    p.add_argument("--speed-contexts", default="512,2048,8192")
+    p.add_argument("--decode-steps", type=int, default=8)
+    p.add_argument("--skip-speed", action="store_true")
+    p.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="only the memory/speed section, into results/lorc-speed.json (it replaces the "
+        "speed rows of lorc.json when rendering)",
+    )
+    p.add_argument("--render-only", action="store_true")
+    p.add_argument("--quick", action="store_true", help="smoke run: one budget, tiny sizes")
+    args = p.parse_args(argv)
+    if not args.render_only:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(var, str(args.threads))
+        args.data = args.data or Path(
+            os.environ.get("FRUGAL_DATA_DIR", ROOT.parent.parent / "shared/data")
+        )
+        args.contexts = [int(c) for c in args.speed_contexts.split(",") if c]
+        res = run(args)
+        if args.quick:
+            print(json.dumps(res, indent=1)[:3000])
+            return 0
+        JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
+        (SPEED_JSON_PATH if args.speed_only else JSON_PATH).write_text(json.dumps(res, indent=1))
+    if not JSON_PATH.exists():
+        print(f"{JSON_PATH} not written yet: run without --speed-only, then --render-only")
+        return 0
+    res = json.loads(JSON_PATH.read_text())
+    if SPEED_JSON_PATH.exists():
+        speed = json.loads(SPEED_JSON_PATH.read_text())
+        res["speed"] = speed["speed"]
+        res["speed_run"] = {k: speed[k] for k in ("date", "machine", "seconds", "default")}
+    md = render(res)
+    MD_PATH.write_text(md + "\n")
+    plot(res, PNG_PATH)
+    print(md)
+    print(f"wrote {MD_PATH} and {PNG_PATH}")
+    return 0
