@@ -56,7 +56,9 @@ def _texts(ds) -> list[str]:
     return [mark_entities(t, h, tl) for t, (h, tl) in zip(ds.texts, ds.entities)]
 
 
-def load_set(data_dir: Path, name: str, pool: int, dev: int = 300, seed: int = 0) -> dict:
+def load_set(
+    data_dir: Path, name: str, pool: int, dev: int = 300, max_test: int = 600, seed: int = 0
+) -> dict:
     """{"pool", "dev", "test"}: (texts, labels) each, plus label names."""
     from models.data import load_wrench
 
@@ -76,10 +78,12 @@ def load_set(data_dir: Path, name: str, pool: int, dev: int = 300, seed: int = 0
         dev_part = ([v_texts[i] for i in d_idx], v_y[d_idx])
         t_texts, t_y = [v_texts[i] for i in p_idx], v_y[p_idx]
     p_idx = rng.permutation(len(t_texts))[:pool]
+    te_texts, te_y = _texts(test), test.labels
+    te_idx = np.sort(rng.permutation(len(te_texts))[:max_test])
     return {
         "pool": ([t_texts[i] for i in p_idx], t_y[p_idx]),
         "dev": dev_part,
-        "test": (_texts(test), test.labels),
+        "test": ([te_texts[i] for i in te_idx], te_y[te_idx]),
         "label_names": valid.label_names,
         "sizes": {"pool": len(p_idx), "train_total": len(t_texts), "dev": len(dev_part[0])},
     }
@@ -101,7 +105,9 @@ def teacher_labels(data: dict, enc: dict, args, cache: Path, log) -> dict:
 
     def fit_predict(tr, held, progress):
         model, _ = build_classifier(n_classes=K, seed=0)
-        cfg = TrainConfig(epochs=args.teacher_epochs, lr=5e-5, seed=0)
+        cfg = TrainConfig(
+            epochs=args.teacher_epochs, lr=args.lr, batch_size=args.batch_size, seed=0
+        )
         train(
             model, enc["pool"].subset(tr), loss="ce", hard=y_pool[tr], config=cfg, progress=progress
         )
@@ -126,9 +132,9 @@ def run_set(name: str, args, log) -> dict:
     from models.ptloss.distill import TrainConfig, examples_per_second, predict_proba, train
     from models.ptloss.students import build_classifier, encode, n_parameters
 
-    data = load_set(Path(args.data_dir), name, args.pool)
+    data = load_set(Path(args.data_dir), name, args.pool, args.dev, args.test)
     K = len(data["label_names"])
-    tag = f"{name}-p{args.pool}-L{args.max_length}"
+    tag = f"{name}-p{args.pool}-d{args.dev}-t{args.test}-L{args.max_length}"
     _, tok = build_classifier(n_classes=K, n_layers=1)
     enc_path = RESULTS / "cache" / f"ptloss-enc-{tag}.pt"
     if enc_path.exists():
@@ -179,7 +185,9 @@ def run_set(name: str, args, log) -> dict:
         for seed in range(args.seeds):
             for loss in ("ce", "kd", "ls", "ptloss"):
                 model, _ = build_classifier(n_classes=K, n_layers=L, seed=seed)
-                cfg = TrainConfig(epochs=args.epochs, lr=args.lr, seed=seed)
+                cfg = TrainConfig(
+                    epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=seed
+                )
                 t0 = time.perf_counter()
                 train(
                     model,
@@ -237,10 +245,12 @@ def render(data: dict) -> str:
         f"Command: `{meta['command']}`.",
         "",
         f"Pool ≤ {meta['pool']} train rows (subsampled, seeded; chemprot: its valid split cut into "
-        f"pool and dev), dev ≤ 300 valid rows, full test split. Teacher: all-MiniLM-L6-v2 "
+        f"pool and dev), dev ≤ {meta['dev']} valid rows, test ≤ {meta['test']} rows (seeded "
+        "subsample: CPU time). Teacher: all-MiniLM-L6-v2 "
         f"fine-tuned with CE, {meta['folds']}-fold cross-fitted ({meta['teacher_epochs']} epochs); "
         f"students: first L layers, {meta['epochs']} epochs, lr {meta['lr']}, max length "
-        f"{meta['max_length']} tokens; {meta['seeds']} paired seeds. ε (K × 5) chosen on dev among "
+        f"{meta['max_length']} tokens, batch {meta['batch_size']}; paired seeds (same head init "
+        "and batch order for every loss). ε (K × 5) chosen on dev among "
         f"{meta['candidates']} candidates (ε = 0 included) by the proxy teacher's squared distance "
         "to the one-hot dev labels; nothing is chosen on test. CE and label smoothing train on the "
         "teacher's argmax. Accuracy in %, mean ± std over seeds.",
@@ -255,7 +265,10 @@ def render(data: dict) -> str:
         for L, rows in r["students"].items():
             m, s = paired(rows)
             cells = " | ".join(_ms(rows[k]["test"]) for k in ("ce", "kd", "ls", "ptloss"))
-            out.append(f"| {name} | {L} | {cells} | {m:+.1f} ± {s:.1f} | {verdict(m, s)} |")
+            n = len(rows["kd"]["test"])
+            out.append(
+                f"| {name} | {L} ({n} seeds) | {cells} | {m:+.1f} ± {s:.1f} | {verdict(m, s)} |"
+            )
     out += [
         "",
         "## Dev accuracy per loss",
@@ -320,9 +333,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--layers", default="2,3")
     ap.add_argument("--pool", type=int, default=600)
+    ap.add_argument("--dev", type=int, default=300)
+    ap.add_argument("--test", type=int, default=600)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--teacher-epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--candidates", type=int, default=64)
     ap.add_argument("--max-length", type=int, default=48)
@@ -351,16 +367,25 @@ def main(argv: list[str]) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "command": "python -m bench ptloss " + " ".join(argv),
         "pool": args.pool,
+        "dev": args.dev,
+        "test": args.test,
         "folds": args.folds,
         "teacher_epochs": args.teacher_epochs,
         "epochs": args.epochs,
         "lr": args.lr,
+        "batch_size": args.batch_size,
         "max_length": args.max_length,
         "seeds": args.seeds,
         "candidates": args.candidates,
     }
     for name in args.sets.split(","):
-        data["sets"][name] = run_set(name, args, log)
+        new = run_set(name, args, log)
+        old = data["sets"].get(name)
+        if old and old["teacher"] == new["teacher"]:  # same cached teacher: add these students
+            old["students"].update(new["students"])
+            old["speed"].update(new["speed"])
+            new = old
+        data["sets"][name] = new
         path.write_text(json.dumps(data, indent=1))  # after each set: a partial run still renders
         MD.write_text(render(data))
     print(MD.read_text())

@@ -31,6 +31,23 @@ class TrainConfig:
     smoothing: float = 0.1
     max_grad_norm: float = 1.0
     seed: int = 0
+    bucket: int = 8  # batches per length bucket (0: plain shuffling)
+
+
+def batch_order(lengths: np.ndarray, batch_size: int, bucket: int, rng) -> list[np.ndarray]:
+    """Shuffled batches of row indices; with ``bucket`` > 0, rows are sorted by length inside
+    chunks of ``bucket`` batches, so a batch pads little (2x fewer tokens on mixed-length text)."""
+    order = rng.permutation(len(lengths))
+    if bucket > 0:
+        chunk = bucket * batch_size
+        order = np.concatenate(
+            [
+                c[np.argsort(lengths[c], kind="stable")]
+                for c in np.split(order, range(chunk, len(order), chunk))
+            ]
+        )
+    batches = [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def train(
@@ -75,14 +92,13 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1.0 - s / steps)
     )
+    lengths = enc.attention_mask.sum(1).numpy()  # (N,)
     model.train()
     step = 0
     for _ in range(cfg.epochs):
-        order = rng.permutation(n)
-        for lo in range(0, n, cfg.batch_size):
+        for idx in batch_order(lengths, cfg.batch_size, cfg.bucket, rng):
             if check_cancelled is not None:
                 check_cancelled()
-            idx = order[lo : lo + cfg.batch_size]
             logits = model(**enc.batch(idx)).logits.float()  # (B, K)
             value = distill_loss(
                 loss,
@@ -109,12 +125,14 @@ def train(
 def predict_proba(model, enc: Encoded, batch_size: int = 128) -> np.ndarray:
     """(N, K) class probabilities."""
     model.eval()
-    out = []
-    for lo in range(0, len(enc), batch_size):
-        logits = model(**enc.batch(slice(lo, lo + batch_size))).logits.float()
-        out.append(torch.softmax(logits, -1).numpy())
     k = int(model.config.num_labels)
-    return np.concatenate(out) if out else np.zeros((0, k))
+    out = np.zeros((len(enc), k))
+    order = np.argsort(enc.attention_mask.sum(1).numpy(), kind="stable")  # little padding
+    for lo in range(0, len(enc), batch_size):
+        idx = order[lo : lo + batch_size]
+        logits = model(**enc.batch(idx)).logits.float()
+        out[idx] = torch.softmax(logits, -1).numpy()
+    return out
 
 
 def examples_per_second(model, enc: Encoded, batch_size: int = 32, repeats: int = 1) -> float:
