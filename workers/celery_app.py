@@ -15,7 +15,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apps.frugal.settings")
 logger = logging.getLogger("frugal.jobs")
 
 # Each area keeps its thin tasks in its own module; the list is the whole set.
-TASK_MODULES = ["workers.tasks", "workers.dataset_tasks", "workers.prboost_tasks"]
+TASK_MODULES = [
+    "workers.tasks",
+    "workers.dataset_tasks",
+    "workers.prboost_tasks",
+    "workers.distill_tasks",
+]
 
 
 class FrugalTask(Task):

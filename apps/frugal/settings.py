@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "apps.jobs",
     "apps.training",
     "apps.rules",
+    "apps.distill",
     "apps.api",
 ]
 

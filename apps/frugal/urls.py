@@ -10,6 +10,7 @@ urlpatterns = [
     path("projects/<int:project_id>/import/", include("apps.datasets.import_urls")),
     path("projects/<int:project_id>/rules/", include("apps.rules.urls")),
     path("projects/<int:project_id>/training/", include("apps.training.urls")),
+    path("projects/<int:project_id>/distill/", include("apps.distill.urls")),
     path("jobs/", include("apps.jobs.urls")),
     path("api/", include("apps.api.urls")),
     path("django-admin/", admin.site.urls),
