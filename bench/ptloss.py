@@ -337,7 +337,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--test", type=int, default=600)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--teacher-epochs", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--candidates", type=int, default=64)

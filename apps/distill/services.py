@@ -148,7 +148,7 @@ def _encoder_teacher(*, data, texts, labeled, params, K, progress, log, check_ca
     def fit_predict(tr, held, sub):
         check_cancelled()
         model, _ = build_classifier(name, n_classes=K, seed=params["seed"])
-        cfg = TrainConfig(epochs=params["teacher_epochs"], lr=1e-4, batch_size=16, seed=0)
+        cfg = TrainConfig(epochs=params["teacher_epochs"], lr=3e-4, batch_size=16, seed=0)
         train(
             model,
             enc_lab.subset(tr),
@@ -344,7 +344,7 @@ def run_distillation(
         L = params["max_length"]
         enc_pool = encode(tokenizer, [texts["pool"][i] for i in train_idx], L)
         enc_dev = encode(tokenizer, texts["dev"], L)
-        cfg = TrainConfig(epochs=params["epochs"], lr=1e-4, batch_size=16, seed=params["seed"])
+        cfg = TrainConfig(epochs=params["epochs"], lr=3e-4, batch_size=16, seed=params["seed"])
         started = time.perf_counter()
         train(
             model,
