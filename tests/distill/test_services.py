@@ -36,7 +36,7 @@ def test_a_run_trains_one_student_per_loss_and_serves_the_best_on_dev(spam_proje
 
 
 def test_the_student_folder_reloads_with_transformers_alone_and_predicts_the_same(
-    spam_project, fast_params, tmp_path
+    spam_project, fast_params, tmp_path, settings
 ):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -57,9 +57,14 @@ def test_the_student_folder_reloads_with_transformers_alone_and_predicts_the_sam
     with torch.inference_mode():
         enc = tokenizer(texts, padding=True, truncation=True, max_length=24, return_tensors="pt")
         probs = torch.softmax(model(**enc).logits, -1).numpy()
+    settings.FRUGAL_DISTILL_QUANTIZE = False
     served = services.predict(project=spam_project, texts=texts)
     got = np.array([p["probabilities"] for p in served["predictions"]])
     np.testing.assert_allclose(got, probs, atol=1e-5)
+    settings.FRUGAL_DISTILL_QUANTIZE = True  # the default on CPU: int8 Linear layers
+    quantized = services.predict(project=spam_project, texts=texts)
+    got = np.array([p["probabilities"] for p in quantized["predictions"]])
+    np.testing.assert_allclose(got, probs, atol=2e-2)
     assert model.config.id2label == {0: "HAM", 1: "SPAM"}
     assert served["labels"] == ["HAM", "SPAM"]
 
