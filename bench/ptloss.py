@@ -1,8 +1,9 @@
 """PTLoss distillation on WRENCH sets: hard CE, KD, label smoothing and PTLoss students (issue 11).
 
 Usage: python -m bench ptloss [--sets youtube,trec,semeval,chemprot] [--seeds 5] [--layers 2,3]
-       [--pool 600] [--epochs 4] [--folds 3] [--candidates 64] [--max-length 48]
-       [--data-dir DIR] [--json OUT] [--render-only]
+       [--layer-pick spread|first] [--pool 600] [--epochs 4] [--folds 3] [--candidates 64]
+       [--max-length 48] [--data-dir DIR] [--json OUT] [--render-only]
+       python -m bench ptloss --predict-only [--requests 200]   (the predict endpoint's latency)
 
 Per set: pool = a seeded subsample of train with its gold labels (wrench-chemprot has no train: its
 valid split is cut into pool and dev), dev = valid (≤ 300 rows), test = test.
@@ -10,7 +11,8 @@ Teacher: all-MiniLM-L6-v2 (6 layers) fine-tuned with CE, cross-fitted (``--folds
 pool row is labeled by the fold teacher that did not train on it; dev and test get the mean of the
 fold teachers (none trained on them). ε (K × 5) is chosen on dev by the proxy teacher's distance to
 the one-hot dev labels among ``--candidates`` samples with ε = 0 included; never on test.
-Students: the first L layers of the same encoder, a fresh head, trained on the pool with the
+Students: L layers of the same encoder (``--layer-pick spread``: evenly spaced ending with the
+last block, 6 → 2 keeps blocks 3 and 6; ``first``: blocks 1..L), a fresh head, trained on the pool with the
 teacher's soft labels (KD, PTLoss) or its argmax (CE, label smoothing 0.1); the same seed gives
 every loss the same head init and batch order (paired seeds). Metric: accuracy.
 Speed: examples/s of teacher and students on this CPU, one thread, batch 32, test texts.
