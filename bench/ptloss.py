@@ -12,9 +12,9 @@ pool row is labeled by the fold teacher that did not train on it; dev and test g
 fold teachers (none trained on them). ε (K × 5) is chosen on dev by the proxy teacher's distance to
 the one-hot dev labels among ``--candidates`` samples with ε = 0 included; never on test.
 Students: L layers of the same encoder (``--layer-pick spread``: evenly spaced ending with the
-last block, 6 → 2 keeps blocks 3 and 6; ``first``: blocks 1..L), a fresh head, trained on the pool with the
-teacher's soft labels (KD, PTLoss) or its argmax (CE, label smoothing 0.1); the same seed gives
-every loss the same head init and batch order (paired seeds). Metric: accuracy.
+last block, 6 → 2 keeps blocks 3 and 6; ``first``: blocks 1..L), a fresh head, trained on the
+pool with the teacher's soft labels (KD, PTLoss) or its argmax (CE, label smoothing 0.1); the
+same seed gives every loss the same head init and batch order (paired seeds). Metric: accuracy.
 Speed: examples/s of teacher and students on this CPU, one thread, batch 32, test texts.
 Relation sets are entity-marked (``[E1] head [/E1] ... [E2] tail [/E2]``).
 """
