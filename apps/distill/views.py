@@ -34,7 +34,14 @@ def _context(project, *, error: str | None = None) -> dict:
     if run is not None:
         for student in run.students.all():
             m = student.metrics
-            rows.append({**m, "student": student, "name": kinds.LOSS_LABELS[student.loss]})
+            rows.append(
+                {
+                    **m,
+                    "loss": student.loss,
+                    "student": student,
+                    "name": kinds.LOSS_LABELS.get(student.loss, student.loss),
+                }
+            )
     return {
         "project": project,
         "is_admin": project.user_role == Role.ADMIN,

@@ -26,6 +26,8 @@ from django.urls.resolvers import RoutePattern
 
 from apps.accounts.services import create_api_token
 from apps.datasets.models import Example
+from apps.distill.models import DistillRun, Student
+from apps.jobs.artifacts import artifact_storage, save_artifact
 from apps.jobs.models import Artifact, Job
 from apps.projects.models import Membership, Project, Role
 from apps.rules.models import Rule
@@ -115,9 +117,19 @@ def world(make_user):
         description=SECRET,
         round_number=1,
     )
+    student_file = save_artifact(
+        project=project, job=job, kind="distill_student", name=SECRET, fileobj_or_bytes=b"tar"
+    )
+    Student.objects.create(
+        project=project,
+        run=DistillRun.objects.create(project=project, job=job),
+        loss="kd",
+        artifact=student_file,
+    )
     outsider = make_user("outsider-walk")
     _, secret = create_api_token(user=outsider, name="walk")
-    return {"project": project, "outsider": outsider, "token": secret}
+    yield {"project": project, "outsider": outsider, "token": secret}
+    artifact_storage().delete(student_file.path)
 
 
 def object_for(model, project):
