@@ -271,7 +271,7 @@ def predict_latency(args, log) -> dict:
     model, tok = build_classifier(
         n_classes=len(names), label_names=names, n_layers=2, layer_pick="spread"
     )
-    blob = services._student_tar(model, tok, meta={"max_length": 48})
+    blob = services.student_tar(model, tok, meta={"max_length": 48})
     artifact = save_artifact(
         project=project, kind="distill_student", name="s.tar", fileobj_or_bytes=blob
     )
@@ -423,6 +423,9 @@ def render(data: dict) -> str:
             "The serving student's Linear layers are int8 (dynamic quantization, on by default "
             "on CPU).",
         ]
+    for name, r in data["sets"].items():
+        if r.get("command"):
+            out.append(f"\n{name} was run by a second process: `{r['command']}`.")
     if data.get("notes"):
         out += ["", "## Notes", ""] + [f"- {n}" for n in data["notes"]]
     return "\n".join(out) + "\n"
@@ -447,6 +450,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--data-dir", default=os.environ.get("FRUGAL_DATA_DIR", "/work/shared/data"))
     ap.add_argument("--json", default=str(RESULTS / "ptloss.json"))
     ap.add_argument("--render-only", action="store_true")
+    ap.add_argument(
+        "--also", action="append", default=[], help="with --render-only: add the sets of more JSONs"
+    )
+    ap.add_argument("--note", action="append", default=[], help="with --render-only: a note")
     ap.add_argument("--predict-only", action="store_true", help="only the endpoint latency")
     ap.add_argument("--requests", type=int, default=200)
     args = ap.parse_args(argv)
@@ -460,7 +467,13 @@ def main(argv: list[str]) -> int:
         return data
 
     if args.render_only:
-        MD.write_text(render(merged(json.loads(path.read_text()))))
+        data = json.loads(path.read_text())
+        for extra in args.also:  # sets run by another process (their own command line)
+            more = json.loads(Path(extra).read_text())
+            for name, entry in more["sets"].items():
+                data["sets"].setdefault(name, {**entry, "command": more["meta"]["command"]})
+        data["notes"] = args.note
+        MD.write_text(render(merged(data)))
         print(MD.read_text())
         return 0
     _limit_threads()

@@ -249,7 +249,7 @@ def _accuracy(p: np.ndarray, y: np.ndarray) -> float | None:
     return float((p.argmax(1) == y).mean()) if len(y) else None
 
 
-def _student_tar(model, tokenizer, *, meta: dict) -> bytes:
+def student_tar(model, tokenizer, *, meta: dict) -> bytes:
     """The Hugging Face folder (save_pretrained) as an uncompressed tar, files at its root."""
     import json
 
@@ -365,7 +365,7 @@ def run_distillation(
             test_acc = _accuracy(predict_proba(model, encode(tokenizer, texts["test"], L)), y_test)
         speed_rows = (texts["test"] or texts["dev"])[:SPEED_ROWS]
         speed = examples_per_second(model, encode(tokenizer, speed_rows, L))
-        blob = _student_tar(
+        blob = student_tar(
             model,
             tokenizer,
             meta={"loss": loss, "max_length": L, "task_type": project.task_type},
