@@ -310,6 +310,34 @@ def predict_latency(args, log) -> dict:
 
 
 # --------------------------------------------------------------------------- rendering
+def benchmark_rows(data: dict) -> str:
+    """The rows BENCHMARKS.md carries (printed by ``--render-only``, pasted, never typed)."""
+    out = [
+        "| set | student | KD test | PTLoss test | PTLoss − KD (paired) | verdict | student vs "
+        "teacher ex/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in data["sets"].items():
+        sp = r["speed"]
+        for L, rows in r["students"].items():
+            m, s = paired(rows)
+            ratio = sp.get(f"student_{L}", {}).get("examples_per_s", 0) / max(
+                1e-9, sp["teacher"]["examples_per_s"]
+            )
+            out.append(
+                f"| {name} | {L} ({len(rows['kd']['test'])} seeds) | {_ms(rows['kd']['test'])} "
+                f"| {_ms(rows['ptloss']['test'])} | {m:+.1f} ± {s:.1f} | {verdict(m, s)} "
+                f"| {ratio:.1f}× |"
+            )
+    if data.get("predict"):
+        p = data["predict"]
+        out.append(
+            f"\npredict endpoint, 32 texts: wall p95 {p['p95_ms']:.1f} ms (load {p['load']:.1f}), "
+            f"CPU time p95 {p['cpu_p95_ms']:.1f} ms"
+        )
+    return "\n".join(out)
+
+
 def _ms(xs: list[float]) -> str:
     a = 100 * np.asarray(xs)
     return f"{a.mean():.1f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.1f}"
@@ -341,8 +369,8 @@ def render(data: dict) -> str:
         f"pool and dev), dev ≤ {meta['dev']} valid rows, test ≤ {meta['test']} rows (seeded "
         "subsample: CPU time). Teacher: all-MiniLM-L6-v2 "
         f"fine-tuned with CE, {meta['folds']}-fold cross-fitted ({meta['teacher_epochs']} epochs); "
-        f"students: L layers of the same encoder ({meta.get('layer_pick', 'first')}: "
-        "spread = evenly spaced ending with the last, 6→2 keeps blocks 3 and 6), "
+        f"students: L layers of the same encoder (layer pick `{meta.get('layer_pick', 'first')}`; "
+        "`spread` = evenly spaced ending with the last block, 6→2 keeps blocks 3 and 6), "
         f"{meta['epochs']} epochs, lr {meta['lr']}, max length "
         f"{meta['max_length']} tokens, batch {meta['batch_size']}; paired seeds (same head init "
         "and batch order for every loss). ε (K × 5) chosen on dev among "
@@ -475,6 +503,7 @@ def main(argv: list[str]) -> int:
         data["notes"] = args.note
         MD.write_text(render(merged(data)))
         print(MD.read_text())
+        print("\nRows for BENCHMARKS.md:\n" + benchmark_rows(merged(data)))
         return 0
     _limit_threads()
     if not Path(args.data_dir).is_dir():
