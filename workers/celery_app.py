@@ -23,6 +23,7 @@ TASK_MODULES = [
     "workers.prboost_tasks",
     "workers.alignment_tasks",
     "workers.lorc_tasks",
+    "workers.distill_tasks",
 ]
 
 

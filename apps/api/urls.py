@@ -11,6 +11,7 @@ urlpatterns = [
     path("v1/", include("apps.training.api_urls")),
     path("v1/", include("apps.rules.api_urls")),
     path("v1/", include("apps.alignment.api_urls")),
+    path("v1/", include("apps.distill.api_urls")),
     # OpenAPI schema and its docs pages (Swagger UI and Redoc assets served locally by the
     # drf-spectacular-sidecar app, no CDN), behind login unless FRUGAL_API_DOCS_PUBLIC.
     path("schema/", SchemaView.as_view(), name="api-schema"),

@@ -2,7 +2,8 @@
 
 Query parameters (same names in both): ``search``, ``split``, ``gold_label``, ``label``
 (a label index or ``none``), ``min_confidence``, ``max_confidence`` (0..1), ``label_source``
-(``gold``, ``rules``, ``model`` or ``none``).
+(``gold``, ``rules``, ``model`` or ``none``), ``student_label`` (the serving distilled student's
+prediction: a label index or ``none``), ``min_student_confidence``, ``max_student_confidence``.
 """
 
 from django import forms
@@ -18,6 +19,9 @@ FILTER_FIELDS = (
     "min_confidence",
     "max_confidence",
     "label_source",
+    "student_label",
+    "min_student_confidence",
+    "max_student_confidence",
 )
 
 
@@ -58,11 +62,28 @@ class ExampleFilterForm(forms.Form):
         + [(NONE, "— none —")],
     )
 
+    student_label = forms.ChoiceField(required=False, label="Student says")
+    min_student_confidence = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        label="Student conf. ≥",
+        widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "0"}),
+    )
+    max_student_confidence = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        label="Student conf. ≤",
+        widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "1"}),
+    )
+
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)
         self.project = project
         self.fields["gold_label"].choices = label_choices(project, empty="any gold label")
         self.fields["label"].choices = label_choices(project, empty="any label")
+        self.fields["student_label"].choices = label_choices(project, empty="any prediction")
 
     def clean(self):
         cleaned = super().clean()
@@ -84,6 +105,9 @@ class ExampleFilterForm(forms.Form):
             "min_confidence": data.get("min_confidence"),
             "max_confidence": data.get("max_confidence"),
             "label_source": data.get("label_source") or None,
+            "student_label": data.get("student_label") or None,
+            "min_student_confidence": data.get("min_student_confidence"),
+            "max_student_confidence": data.get("max_student_confidence"),
         }
 
     def rendered_fields(self) -> list[dict]:

@@ -26,7 +26,7 @@ from json.encoder import encode_basestring_ascii
 
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import TextField
+from django.db.models import Case, F, Q, TextField, Value, When
 from django.db.models.functions import Cast
 from django.utils.text import slugify
 
@@ -86,6 +86,8 @@ class ExportFilters:
     gold_label: int | None = None
     min_confidence: float | None = None
     source: str | None = None
+    # fill=student: pool rows without a label get the serving distilled student's prediction
+    fill_student: bool = False
 
     def describe(self) -> str:
         parts = [self.split or ""]
@@ -95,6 +97,8 @@ class ExportFilters:
             parts.append(f"gold{self.gold_label}")
         if self.source:
             parts.append(self.source)
+        if self.fill_student:
+            parts.append("student")
         return "-".join(p for p in parts if p)
 
 
@@ -112,7 +116,8 @@ def _label_index(project: Project, raw: str, name: str) -> int:
 
 
 def parse_filters(*, project: Project, params) -> ExportFilters:
-    """Filters from query parameters (split, label, gold_label, min_confidence, source)."""
+    """Filters from query parameters (split, label, gold_label, min_confidence, source, and
+    fill=student: unlabeled pool rows get the serving distilled student's prediction)."""
     split = (params.get("split") or "").strip().lower() or None
     if split is not None:
         split = SPLIT_ALIASES.get(split, split)
@@ -135,7 +140,11 @@ def parse_filters(*, project: Project, params) -> ExportFilters:
         valid = {s.value for s in LabelSource}
         if source not in valid:
             raise ValidationError({"source": "unknown source; use gold, rules, model or none"})
+    fill = (params.get("fill") or "").strip().lower()
+    if fill not in ("", "student"):
+        raise ValidationError({"fill": "use fill=student to label unlabeled pool rows"})
     return ExportFilters(
+        fill_student=fill == "student",
         split=split,
         label=None if label is None else _label_index(project, label, "label"),
         gold_label=None if gold is None else _label_index(project, gold, "gold_label"),
@@ -158,13 +167,28 @@ def _export_queryset(*, project: Project, filters: ExportFilters, split: str | N
         queryset = queryset.filter(confidence__gte=filters.min_confidence)
     if filters.source is not None:
         queryset = queryset.filter(label_source=filters.source)
-    return (
-        queryset.order_by("id")
-        .annotate(
-            entities_text=Cast("entities", TextField()), votes_text=Cast("votes", TextField())
-        )
-        .values_list(*ROW_FIELDS)
+    queryset = queryset.order_by("id").annotate(
+        entities_text=Cast("entities", TextField()), votes_text=Cast("votes", TextField())
     )
+    if not filters.fill_student:
+        return queryset.values_list(*ROW_FIELDS)
+    # Unlabeled pool rows take the serving student's prediction (apps.distill Prediction).
+    new = Q(split=Split.POOL, label__isnull=True, student_prediction__isnull=False)
+    queryset = queryset.annotate(
+        fill_label=Case(When(new, then=F("student_prediction__label")), default=F("label")),
+        fill_confidence=Case(
+            When(new, then=F("student_prediction__confidence")), default=F("confidence")
+        ),
+        fill_source=Case(When(new, then=Value("model")), default=F("label_source")),
+        fill_version=Case(When(new, then=Value("distilled student")), default=F("label_version")),
+    )
+    fields = {
+        "label": "fill_label",
+        "confidence": "fill_confidence",
+        "label_source": "fill_source",
+        "label_version": "fill_version",
+    }
+    return queryset.values_list(*(fields.get(f, f) for f in ROW_FIELDS))
 
 
 def export_rows(*, project: Project, filters: ExportFilters, split: str | None = None):

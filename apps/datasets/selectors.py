@@ -135,6 +135,9 @@ def examples_for_project(
     min_confidence: float | None = None,
     max_confidence: float | None = None,
     label_source: str | None = None,
+    student_label: int | str | None = None,
+    min_student_confidence: float | None = None,
+    max_student_confidence: float | None = None,
 ) -> QuerySet[Example]:
     """The project's examples matching every given filter, ordered by id.
 
@@ -155,6 +158,12 @@ def examples_for_project(
         queryset = queryset.filter(confidence__lte=max_confidence)
     if label_source is not None and label_source != "":
         queryset = queryset.filter(label_source="" if label_source == NONE else label_source)
+    # The serving distilled student's predictions (apps.distill.models.Prediction).
+    queryset = _label_filter(queryset, "student_prediction__label", student_label)
+    if min_student_confidence is not None:
+        queryset = queryset.filter(student_prediction__confidence__gte=min_student_confidence)
+    if max_student_confidence is not None:
+        queryset = queryset.filter(student_prediction__confidence__lte=max_student_confidence)
     if search and search.strip():
         queryset = _search_filter(
             queryset, search.strip(), include_unindexed=has_unindexed_examples(project=project)

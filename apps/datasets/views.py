@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import prefetch_related_objects
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -69,7 +70,16 @@ def _row(project, example, terms, detail_prefix: str) -> dict:
         "confidence": f"{example.confidence:.2f}" if example.confidence is not None else "—",
         "source": example.label_source or "—",
         "votes": votes_summary(project, example.votes) or "—",
+        "student": _student_cell(project, example),
     }
+
+
+def _student_cell(project, example) -> str:
+    """The serving distilled student's prediction and confidence, or a dash."""
+    pred = getattr(example, "student_prediction", None)
+    if pred is None:
+        return "—"
+    return f"{services.label_name(project, pred.label)} ({pred.confidence:.2f})"
 
 
 def _page_url(base_url: str, filters_query: str, extra: str = "") -> str:
@@ -116,6 +126,8 @@ def examples(request, project_id: int):
                 id_bounds=bounds if selectors.uses_text_search(queryset) else None,
             )
         terms = selectors.search_terms(form.cleaned_data.get("search") or "")
+        # One extra query for the page's student predictions (not a join in the page query).
+        prefetch_related_objects(page.items, "student_prediction")
         rows = [_row(project, example, terms, base_url) for example in page.items]
         count = selectors.count_matches(queryset)
     has_prev, has_next = bool(page and page.has_previous), bool(page and page.has_next)

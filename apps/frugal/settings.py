@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "apps.training",
     "apps.rules",
     "apps.alignment",
+    "apps.distill",
     "apps.api",
     "apps.agreement",
     "apps.guidelines",

@@ -15,6 +15,7 @@ urlpatterns = [
     path("projects/<int:project_id>/bulk/", include("apps.bulk.urls")),
     path("projects/<int:project_id>/preferences/", include("apps.alignment.urls")),
     path("projects/<int:project_id>/lorc/", include("apps.lorc.urls")),
+    path("projects/<int:project_id>/distill/", include("apps.distill.urls")),
     path("jobs/", include("apps.jobs.urls")),
     path("api/", include("apps.api.urls")),
     path("django-admin/", admin.site.urls),

@@ -9,6 +9,7 @@ After the walk, nothing in the database changed (refused writes are attempted to
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from apps.jobs.artifacts import artifact_storage
 from apps.projects.models import Membership, Project, Role
 from tests.api.test_permission_walk import (
     SECRET,
@@ -75,7 +76,10 @@ def test_every_url_has_an_access_expectation():
 
 @pytest.fixture
 def world(make_user):
-    return build_world(make_user)
+    built = build_world(make_user)
+    yield built
+    for artifact in built["files"]:
+        artifact_storage().delete(artifact.path)
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ from django.urls.resolvers import RoutePattern
 
 from apps.accounts.services import create_api_token
 from apps.datasets.models import Example
+from apps.distill.models import DistillRun, Student
+from apps.jobs.artifacts import artifact_storage, save_artifact
 from apps.jobs.models import Artifact, Job
 from apps.projects.models import Membership, Project, Role
 from apps.rules.models import Rule
@@ -95,7 +97,10 @@ def model_for_argument(route: str, name: str):
 @pytest.fixture
 def world(make_user):
     """A project with one of everything, an outsider with a token, and a DB snapshot."""
-    return build_world(make_user)
+    built = build_world(make_user)
+    yield built
+    for artifact in built["files"]:
+        artifact_storage().delete(artifact.path)
 
 
 def build_world(make_user) -> dict:
@@ -120,9 +125,18 @@ def build_world(make_user) -> dict:
         description=SECRET,
         round_number=1,
     )
+    student_file = save_artifact(
+        project=project, job=job, kind="distill_student", name=SECRET, fileobj_or_bytes=b"tar"
+    )
+    Student.objects.create(
+        project=project,
+        run=DistillRun.objects.create(project=project, job=job),
+        loss="kd",
+        artifact=student_file,
+    )
     outsider = make_user("outsider-walk")
     _, secret = create_api_token(user=outsider, name="walk")
-    return {"project": project, "outsider": outsider, "token": secret}
+    return {"project": project, "outsider": outsider, "token": secret, "files": [student_file]}
 
 
 def object_for(model, project):

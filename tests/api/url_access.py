@@ -48,6 +48,11 @@ ACCESS = {
     "alignment:agreement": "member",
     # LLM compression (LoRC): members see it, admins calibrate and switch the proposer
     "lorc:page": "member",
+    # distillation (PTLoss): members see students and download them; admins launch and cancel
+    "distill:page": "member",
+    "distill:launch": "admin",
+    "distill:cancel": "admin",
+    "distill:download": "member",
     "lorc:launch": "admin",
     "lorc:proposer": "admin",
     "projects:unarchive": "admin",
@@ -117,6 +122,7 @@ ACCESS = {
     "api-pairs-export": "member",
     "api-reward-model": "member",
     "api-reward-score": "member",
+    "api-predict": "member",
     "api-training-rounds": "member",
     "api-training-jobs": "member+admin-writes",
     "api-training-settings": "member+admin-writes",
