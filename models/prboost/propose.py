@@ -55,6 +55,7 @@ from models.prboost.templates import (
     DEFAULT_TEMPLATES,
     Template,
 )
+from models.prboost.tokenize import Token, is_stable, ngram_spans, phrase, tokenize
 
 __all__ = [
     "Candidate",
@@ -539,35 +540,44 @@ class MaskedLMProposer(_AnswerProposer):
 
 
 # --------------------------------------------------------------------------- n-grams
-_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
-
-
 # Question words carry the class of a question ("how many" asks for a number, "who" for a
 # person), so the n-grams count them as content words although stop-word lists hold them.
 QUESTION_WORDS = frozenset({"who", "whom", "whose", "what", "which", "where", "when", "why", "how"})
 
 
-def _tokens(text: str) -> list[str]:
-    return [t.lower() for t in _WORD.findall(text)]
+def _tokens(text: str) -> list[Token]:
+    """The words of a text as the matcher sees them (``tokenize.tokenize``)."""
+    return tokenize(text)
+
+
+def _usable(token: str) -> bool:
+    """A word an n-gram may hold: no digits or underscores (numbers become regex rules) and
+    unchanged by the matcher's normalization."""
+    return not any(ch.isdigit() or ch == "_" for ch in token) and is_stable(token)
 
 
 def _ngrams(text: str, max_n: int) -> list[str]:
     """Uni- to ``max_n``-grams of a text, shortest first: unigrams that are not stop words, longer
     ones that neither start nor end with a stop word, except after a leading question word
-    ("how many", "what country")."""
+    ("how many", "what country"). Only words the text joins with one space form an n-gram, so
+    every n-gram matches the text it came from (``tokenize``)."""
     tokens = _tokens(text)
+    texts = [t.text for t in tokens]
     words = stop_words()
-    stop = [(t in words and t not in QUESTION_WORDS) or len(t) < 2 for t in tokens]
+    ok = [_usable(t) for t in texts]
+    stop = [(t in words and t not in QUESTION_WORDS) or len(t) < 2 for t in texts]
     out: list[str] = []
     for n in range(1, max_n + 1):
-        for s in range(len(tokens) - n + 1):
-            first, last = stop[s], stop[s + n - 1]
-            if n == 1:
-                if first or (len(tokens[s]) < 3 and tokens[s] not in QUESTION_WORDS):
-                    continue
-            elif all(stop[s : s + n]) or (tokens[s] not in QUESTION_WORDS and (first or last)):
+        for s, e in ngram_spans(tokens, n):
+            if not all(ok[s:e]):
                 continue
-            out.append(" ".join(tokens[s : s + n]))
+            first, last = stop[s], stop[e - 1]
+            if n == 1:
+                if first or (len(texts[s]) < 3 and texts[s] not in QUESTION_WORDS):
+                    continue
+            elif all(stop[s:e]) or (texts[s] not in QUESTION_WORDS and (first or last)):
+                continue
+            out.append(phrase(tokens, s, e))
     return list(dict.fromkeys(out))
 
 
@@ -605,10 +615,12 @@ def _between_ngrams(text: str, max_n: int) -> list[str]:
     """Uni- to ``max_n``-grams of the text between two entities, longest first, stop words
     allowed anywhere: prepositions are what carry a relation ("into", "caused by", "part of")."""
     tokens = _tokens(text)
+    ok = [_usable(t.text) for t in tokens]
     out: list[str] = []
     for n in range(min(max_n, len(tokens)), 0, -1):
-        for s in range(len(tokens) - n + 1):
-            out.append(" ".join(tokens[s : s + n]))
+        for s, e in ngram_spans(tokens, n):
+            if all(ok[s:e]):
+                out.append(phrase(tokens, s, e))
     return list(dict.fromkeys(out))
 
 
