@@ -314,6 +314,61 @@ def text_features(dataset, embed: Embed | None = None, cache_dir=None) -> np.nda
     return np.asarray(embed(dataset.texts), dtype=np.float32)
 
 
+class TfidfFeatures:
+    """TF-IDF word uni/bigram features (dense float32, L2-normalized rows), vocabulary fitted on
+    unlabeled texts (pool + dev): a language-independent end model where no encoder fits the
+    language. Relation sets use the entity-marked text (``mark_entities``)."""
+
+    def __init__(self, max_features: int = 3000, min_df: int = 2) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.vectorizer = TfidfVectorizer(
+            max_features=max_features,
+            min_df=min_df,
+            ngram_range=(1, 2),
+            sublinear_tf=True,
+            dtype=np.float32,
+        )
+
+    @staticmethod
+    def _texts(dataset) -> list[str]:
+        if dataset.task_type == "relation_extraction" and dataset.entities is not None:
+            return [mark_entities(t, h, tl) for t, (h, tl) in zip(dataset.texts, dataset.entities)]
+        return list(dataset.texts)
+
+    def fit(self, *datasets) -> TfidfFeatures:
+        texts = [t for d in datasets for t in self._texts(d)]
+        self.vectorizer.fit(texts)
+        return self
+
+    def transform(self, dataset) -> np.ndarray:
+        """(n, V) float32 features of a ``TextDataset``."""
+        return self.vectorizer.transform(self._texts(dataset)).toarray().astype(np.float32)
+
+
+def cv_accuracy(
+    X: np.ndarray, y: np.ndarray, make_model: Callable[[], object], folds: int = 5, seed: int = 0
+) -> float:
+    """Stratified ``folds``-fold cross-validated accuracy of ``make_model()`` on (X, y): how an end
+    model is chosen inside the dev set, never on test."""
+    y = np.asarray(y, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    fold_of = np.zeros(y.size, dtype=np.int64)
+    offset = 0
+    for k in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == k))
+        fold_of[rows] = (np.arange(rows.size) + offset) % folds
+        offset += rows.size
+    correct = 0
+    for f in range(folds):
+        test = fold_of == f
+        if not test.any() or test.all():
+            continue
+        model = make_model().fit(X[~test], y[~test])
+        correct += int(np.sum(model.predict(X[test]) == y[test]))
+    return correct / max(y.size, 1)
+
+
 # --------------------------------------------------------------------------- fine-tuning
 @dataclass
 class FineTunedEncoder:

@@ -74,6 +74,10 @@ class LoopConfig:
     head: str = "logreg"  # weak learner head on the features: "logreg" or "mlp"
     C: float = 10.0  # inverse L2 strength of the head
     train_on_dev: bool = True  # members train on covered pool + gold dev (cross-fitted dev error)
+    # weight of the dev set in a member's fit: "samme" = dev_weight · n_dev · w_i with the current
+    # SAMME weights w (mean dev_weight; the misclassified examples grow, so members differ) or
+    # "uniform" = dev_weight each (the first build: every member repeated member 0's mistakes)
+    dev_sample_weights: str = "samme"
     dev_weight: float = 5.0  # weight of one gold dev example relative to one pseudo-labeled one
     cv_folds: int = 5
     min_confidence: float = 0.0  # covered rows whose label-model max prob is below are dropped
@@ -83,7 +87,7 @@ class LoopConfig:
     #  ensemble so far (before round 0: a model fitted on the dev set alone) and p_rules the label
     #  model (uniform where no rule votes); rows whose sharpened target is below pool_threshold
     #  are left out. Rules then correct a strong dev-trained model instead of replacing it.
-    pool_targets: str = "product"
+    pool_targets: str = "covered"
     rule_power: float = 1.0
     pool_temperature: float = 1.0
     pool_threshold: float = 0.0
@@ -97,6 +101,11 @@ class LoopConfig:
     self_train_iterations: int = 2  # the second mixes teacher and student (self_training.py)
     max_per_class: int | None = None
     final_dev_weight: float = 5.0
+    # large-error instances are spread over the gold classes (ties broken by a seeded order);
+    # when the proposer returns fewer than candidates_per_round, the set is widened (×2, ×4 ...
+    # up to widen_max times n_large_error) so review places fill
+    spread_classes: bool = True
+    widen_max: int = 4
 
     def __post_init__(self) -> None:
         if self.n_classes < 2:
@@ -113,6 +122,12 @@ class LoopConfig:
             )
         if self.head not in ("logreg", "mlp"):
             raise LoopError(f"head must be 'logreg' or 'mlp', got {self.head!r}")
+        if self.dev_sample_weights not in ("samme", "uniform"):
+            raise LoopError(
+                f"dev_sample_weights must be 'samme' or 'uniform', not {self.dev_sample_weights!r}"
+            )
+        if self.widen_max < 1:
+            raise LoopError("widen_max must be at least 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -234,6 +249,7 @@ class PRBoostLoop:
         self.history: list[dict[str, Any]] = []
         self.large_error: np.ndarray = np.zeros(0, dtype=np.int64)
         self.final: FinalModel | None = None
+        self.dev_probas: list[np.ndarray] = []  # (n_dev, K) cross-fitted per member
         self._members_rules = 0  # len(accepted) when the last member was trained
 
     # -- read-only views
@@ -380,12 +396,17 @@ class PRBoostLoop:
         n_dev = len(y_dev)
         use_dev = c.train_on_dev or covered.size == 0 or c.pool_targets == "product"
 
+        if c.dev_sample_weights == "samme":
+            w_dev = c.dev_weight * n_dev * self.weights  # (n_dev,) mean dev_weight
+        else:
+            w_dev = np.full(n_dev, c.dev_weight)
+
         def fit(fold: int | None, dev_rows: np.ndarray) -> tuple[EmbeddingClassifier, int]:
             rows, targets = self._targets(data, covered, soft, round_index, fold, dev_rows)
             train_dev = dev_rows if use_dev else np.zeros(0, dtype=np.int64)
             X = np.concatenate([data.dev_X[train_dev], data.pool_X[rows]])
             Y = np.concatenate([Y_dev[train_dev], targets])
-            w = np.concatenate([np.full(train_dev.size, c.dev_weight), np.ones(rows.size)])
+            w = np.concatenate([w_dev[train_dev], np.ones(rows.size)])
             if X.shape[0] == 0:
                 raise LoopError("nothing to train on: no dev rows and no pool rows")
             return self._make_model(round_index).fit(X, Y, sample_weight=w), int(rows.size)
@@ -430,8 +451,13 @@ class PRBoostLoop:
         self.members.append(
             Member(round=t, model=model, alpha=alpha, err=err, fold_models=fold_models)
         )
+        self.dev_probas.append(dev_proba)
         self._members_rules = len(self.accepted)
-        self.large_error = large_error_indices(self.weights, wrong, c.n_large_error)
+        ens_dev = average_probas(self.dev_probas, self.ensemble.effective_alphas(), c.n_classes)
+        labels = y_dev if c.spread_classes else None
+        self.large_error = large_error_indices(
+            self.weights, wrong, c.n_large_error, labels=labels, seed=c.seed + t
+        )
         trained_s = time.perf_counter() - started
         record: dict[str, Any] = {
             "round": t,
@@ -443,6 +469,8 @@ class PRBoostLoop:
             "err": err,
             "alpha": alpha,
             "member_dev_accuracy": float(1.0 - wrong.mean()),
+            # the α-weighted ensemble of the members' cross-fitted dev predictions (honest)
+            "ensemble_dev_accuracy": float(np.mean(ens_dev.argmax(axis=1) == y_dev)),
             "large_error": self.large_error.tolist(),
             "n_candidates": 0,
             "train_seconds": trained_s,
@@ -455,23 +483,49 @@ class PRBoostLoop:
                 kwargs["dev_weights"] = self.weights
             if "covered" in accepts:
                 kwargs["covered"] = L.covered()
-            candidates = data.proposer.propose(
-                instance_indices=self.large_error,
-                dev=data.dev,
-                pool_corpus=data.pool_corpus,
-                dev_corpus=data.dev_corpus,
-                accepted=self.rules,
-                judged=self.judged,
-                n_classes=c.n_classes,
-                k=c.candidates_per_round,
-                **kwargs,
-            )
+            if "pool_proba" in accepts:  # the model's view of the pool, for precision priors
+                kwargs["pool_proba"] = self.predict_proba(data.pool_X)
+            instances = self.large_error
+            factor = 1
+            while True:
+                candidates = data.proposer.propose(
+                    instance_indices=instances,
+                    dev=data.dev,
+                    pool_corpus=data.pool_corpus,
+                    dev_corpus=data.dev_corpus,
+                    accepted=self.rules,
+                    judged=self.judged,
+                    n_classes=c.n_classes,
+                    k=c.candidates_per_round,
+                    **kwargs,
+                )
+                factor *= 2
+                if (
+                    len(candidates) >= c.candidates_per_round
+                    or factor > c.widen_max
+                    or instances.size >= wrong.size
+                ):
+                    break
+                instances = self._widened(wrong, c.n_large_error * factor, labels, c.seed + t)
             self.reviews.extend(Review(candidate=cand, round=t) for cand in candidates)
             record["n_candidates"] = len(candidates)
+            record["n_instances"] = int(instances.size)
         record["seconds"] = time.perf_counter() - started
         self.history.append(record)
         progress(1.0, f"round {t}: err {err:.3f}, α {alpha:.2f}, {record['n_candidates']} proposed")
         return record
+
+    def _widened(
+        self, wrong: np.ndarray, n: int, labels: np.ndarray | None, seed: int
+    ) -> np.ndarray:
+        """n instances to propose from when the large-error set gave too few candidates: every
+        misclassified one first (heaviest first), then the correctly classified dev examples
+        with the largest weights (the ones boosting is closest to losing)."""
+        first = large_error_indices(self.weights, wrong, n, labels=labels, seed=seed)
+        if first.size >= n:
+            return first
+        rest = large_error_indices(self.weights, ~wrong, n - first.size, labels=labels, seed=seed)
+        return np.concatenate([first, rest])
 
     def _check_data(self, data: LoopData) -> None:
         if len(data.dev) != self.weights.size:
@@ -590,6 +644,8 @@ class PRBoostLoop:
             "weights": self.weights,
             "large_error": self.large_error,
         }
+        for i, p in enumerate(self.dev_probas):
+            arrays[f"devproba{i}"] = p
         for i, m in enumerate(self.members):
             arrays.update({f"member{i}_{k}": v for k, v in m.model.state().items()})
             for f, fm in enumerate(m.fold_models):
@@ -677,6 +733,9 @@ class PRBoostLoop:
                 round=m["round"], model=model, alpha=m["alpha"], err=m["err"], fold_models=folds
             )
             loop.members.append(member)
+        loop.dev_probas = [
+            arrays[f"devproba{i}"] for i in range(len(loop.members)) if f"devproba{i}" in arrays
+        ]
         loop._members_rules = state["members_rules"]
         loop.history = state["history"]
         for i, r in enumerate(state["reviews"]):

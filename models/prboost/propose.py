@@ -122,7 +122,15 @@ def rule_key(rule: Rule) -> str:
 class ScoringConfig:
     """Knobs of ``rank_candidates`` (module doc, steps 3-6)."""
 
-    prior: tuple[float, float] = (1.0, 1.0)  # Beta prior of a rule's precision
+    prior: tuple[float, float] = (1.0, 1.0)  # Beta prior of a rule's precision (no pool view)
+    # With the model's pool probabilities (``pool_proba``), the prior is centred on the rule's
+    # agreement with the model on its pool matches (mean p_model(label | x), clipped to
+    # [0.05, 0.95]) with this many pseudo-counts: dev evidence (a handful of matches) moves it
+    # only as far as it deserves. Not tuned on any set: 4 = a rule needs 4 dev matches to
+    # weigh as much as the pool's view.
+    prior_strength: float = 4.0
+    # count dev matches weighted by the boosting weights (the first build) instead of once each
+    weighted_counts: bool = False
     tau: float = 0.6  # the precision a rule needs to be worth accepting
     max_jaccard: float = 0.8  # drop candidates this redundant with a better one
     min_pool_matches: int = 1  # a rule must label at least this many pool examples
@@ -184,19 +192,26 @@ def rank_candidates(
     covered: np.ndarray | None = None,
     config: ScoringConfig = ScoringConfig(),
     proposer: str | Sequence[str] = "",
+    pool_proba: np.ndarray | None = None,
 ) -> list[Candidate]:
     """Score, filter and rank raw candidate rules (module doc); the best ``k`` as ``Candidate``s.
 
     ``sources[j]``/``answer_words[j]``: the dev instance and LM word behind ``rules[j]``;
     ``proposer``: the proposer's name, or one name per rule (candidates of several proposers).
     ``covered``: (n_pool,) bool pool coverage of the accepted rules (computed when None).
+    ``pool_proba``: (n_pool, K) the current model's probabilities on the pool; the precision
+    prior is then centred on the rule's agreement with it (``ScoringConfig.prior_strength``).
     """
     dev_labels = np.asarray(dev_labels, dtype=np.int64)
     proposers = [proposer] * len(rules) if isinstance(proposer, str) else list(proposer)
     n_pool, n_dev = len(pool_corpus), len(dev_corpus)
     if dev_labels.shape != (n_dev,):
         raise ValueError(f"dev_labels has {dev_labels.shape} entries for {n_dev} dev examples")
-    w = _weights(dev_weights, n_dev)
+    w = _weights(dev_weights if config.weighted_counts else None, n_dev)
+    if pool_proba is not None:
+        pool_proba = np.asarray(pool_proba, dtype=np.float64)
+        if pool_proba.ndim != 2 or pool_proba.shape[0] != n_pool:
+            raise ValueError(f"pool_proba must be (n_pool={n_pool}, K), not {pool_proba.shape}")
     skip = set(judged) | {rule_key(r) for r in accepted}
     uniq: dict[str, int] = {}
     for j, rule in enumerate(rules):
@@ -215,7 +230,6 @@ def rank_candidates(
     if covered.shape != (n_pool,):
         raise ValueError(f"covered must be a ({n_pool},) bool mask of the pool")
 
-    a, b = config.prior
     rows = []
     for c, j in enumerate(keep):
         rule, src = cand_rules[c], int(sources[j])
@@ -228,6 +242,11 @@ def rank_candidates(
         hit = dev_labels[labeled] == rule.label
         correct_w = float(w[labeled][hit].sum())
         wrong_w = float(w[labeled][~hit].sum())
+        if pool_proba is not None and rule.label < pool_proba.shape[1]:
+            agree = float(np.clip(pool_proba[pm, rule.label].mean(), 0.05, 0.95))
+            a, b = config.prior_strength * agree, config.prior_strength * (1.0 - agree)
+        else:
+            a, b = config.prior
         alpha, beta = a + correct_w, b + wrong_w
         p_mean = alpha / (alpha + beta)
         p_good = float(1.0 - betainc(alpha, beta, config.tau))  # P(precision >= tau)
@@ -338,6 +357,7 @@ class RankedProposer(ABC):
         k: int,
         dev_weights: np.ndarray | None = None,
         covered: np.ndarray | None = None,
+        pool_proba: np.ndarray | None = None,
     ) -> list[Candidate]:
         raw = self.raw_candidates(
             instance_indices=instance_indices,
@@ -360,6 +380,7 @@ class RankedProposer(ABC):
             covered=covered,
             config=self.scoring,
             proposer=raw.proposers,
+            pool_proba=pool_proba,
         )
 
 
