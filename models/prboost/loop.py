@@ -50,7 +50,7 @@ from models.prboost.boosting import (
     samme_update,
     weighted_error,
 )
-from models.prboost.learners import EmbeddingClassifier
+from models.prboost.learners import EmbeddingClassifier, FineTunedEncoder, mark_entities
 from models.prboost.matching import Corpus, LabelMatrix, apply_rules
 from models.prboost.rules import Rule, rule_from_dict
 from models.prboost.self_training import self_train, sharpen
@@ -116,6 +116,13 @@ class LoopConfig:
     # up to widen_max times n_large_error) so review places fill
     spread_classes: bool = True
     widen_max: int = 4
+    # the final (self-trained) model: "head" = the weak learner's head on the features (fast, CPU)
+    # or "finetune" = ``learners.FineTunedEncoder`` on the texts themselves (entity-marked for
+    # relations; a GPU worker's job), encoder ``finetune_model`` (None = all-MiniLM-L6-v2)
+    final_model: str = "head"
+    features: str = ""  # the caller's name for the learner's features, kept for later rounds
+    finetune_model: str | None = None
+    finetune_epochs: int = 3
 
     def __post_init__(self) -> None:
         if self.n_classes < 2:
@@ -138,6 +145,8 @@ class LoopConfig:
             )
         if self.widen_max < 1:
             raise LoopError("widen_max must be at least 1")
+        if self.final_model not in ("head", "finetune"):
+            raise LoopError(f"final_model must be 'head' or 'finetune', not {self.final_model!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -225,9 +234,22 @@ class Review:
 class FinalModel:
     """The self-trained model and the labeled pool it produced."""
 
-    model: EmbeddingClassifier
+    model: Any  # EmbeddingClassifier (on features) or FineTunedEncoder (on texts)
     pool_proba: np.ndarray  # (n_pool, K) the final model's probabilities on the pool
     kept: np.ndarray  # pool indices it trained on (confident pseudo-labels)
+
+    @property
+    def on_texts(self) -> bool:
+        """True when the model reads texts (a fine-tuned encoder), not feature rows."""
+        return isinstance(self.model, FineTunedEncoder)
+
+    def predict_proba(self, X: np.ndarray, dataset: TextDataset | None = None) -> np.ndarray:
+        """(n, K) for feature rows X, or for ``dataset``'s texts when the model reads texts."""
+        if self.on_texts:
+            if dataset is None:
+                raise LoopError("the fine-tuned final model reads texts: give the dataset")
+            return self.model.predict_proba(model_texts(dataset.texts, dataset.entities))
+        return self.model.predict_proba(X)
 
     @property
     def pool_labels(self) -> np.ndarray:
@@ -464,6 +486,7 @@ class PRBoostLoop:
         self.members.append(
             Member(round=t, model=model, alpha=alpha, err=err, fold_models=fold_models)
         )
+        self._refresh_dev_probas(data)
         self.dev_probas.append(dev_proba)
         self._members_rules = len(self.accepted)
         ens_dev = average_probas(self.dev_probas, self.ensemble.effective_alphas(), c.n_classes)
@@ -527,6 +550,19 @@ class PRBoostLoop:
         self.history.append(record)
         progress(1.0, f"round {t}: err {err:.3f}, α {alpha:.2f}, {record['n_candidates']} proposed")
         return record
+
+    def _refresh_dev_probas(self, data: LoopData) -> None:
+        """Keep one (n_dev, K) dev prediction per earlier member. When the dev set changed since
+        (gold examples added or removed) or a saved state has none, the member's own predictions
+        on today's dev set stand in (cross-fitted only for the rounds since)."""
+        n_dev = len(data.dev)
+        fresh = []
+        for i, m in enumerate(self.members[: len(self.members) - 1]):
+            p = self.dev_probas[i] if i < len(self.dev_probas) else None
+            if p is None or p.shape[0] != n_dev:
+                p = m.model.predict_proba(data.dev_X)
+            fresh.append(p)
+        self.dev_probas = fresh
 
     def _widened(
         self, wrong: np.ndarray, n: int, labels: np.ndarray | None, seed: int
@@ -612,12 +648,17 @@ class PRBoostLoop:
             self.run_round(data, propose=False, progress=scaled(progress, 0.0, 0.5))
         c = self.config
         teacher = self.teacher_proba(data)
+        X_pool, X_dev, make_model = data.pool_X, data.dev_X, lambda: self._make_model(10_000)
+        if c.final_model == "finetune":
+            X_pool = model_texts(data.pool_corpus.texts, data.pool_corpus.entities)
+            X_dev = model_texts(data.dev.texts, data.dev.entities)
+            make_model = self._make_finetuned
         result = self_train(
             teacher,
-            data.pool_X,
-            data.dev_X,
+            X_pool,
+            X_dev,
             data.dev.labels,
-            make_model=lambda: self._make_model(10_000),
+            make_model=make_model,
             temperature=c.temperature,
             threshold=c.threshold,
             max_per_class=c.max_per_class,
@@ -627,10 +668,19 @@ class PRBoostLoop:
         )
         self.final = FinalModel(
             model=result.model,
-            pool_proba=result.model.predict_proba(data.pool_X),
+            pool_proba=result.model.predict_proba(X_pool),
             kept=result.kept,
         )
         return self.final
+
+    def _make_finetuned(self) -> FineTunedEncoder:
+        c = self.config
+        return FineTunedEncoder(
+            n_classes=c.n_classes,
+            model_name=c.finetune_model,
+            epochs=c.finetune_epochs,
+            seed=c.seed,
+        )
 
     def teacher_proba(self, data: LoopData) -> np.ndarray:
         """(n_pool, K) the probabilities the final model's pseudo-labels come from (see
@@ -677,8 +727,12 @@ class PRBoostLoop:
                     "arrays": sorted(cand),
                 }
             )
-        if self.final is not None:
+        if self.final is not None and self.final.on_texts:
+            blob = self.final.model.state_bytes()
+            arrays["finetuned_state"] = np.frombuffer(blob, dtype=np.uint8)
+        elif self.final is not None:
             arrays.update({f"final_{k}": v for k, v in self.final.model.state().items()})
+        if self.final is not None:
             arrays["final_pool_proba"] = self.final.pool_proba
             arrays["final_kept"] = self.final.kept
         state = {
@@ -763,10 +817,16 @@ class PRBoostLoop:
             )
         if state["finalized"]:
             sub = {k[len("final_") :]: v for k, v in arrays.items() if k.startswith("final_")}
-            loop.final = FinalModel(
-                model=EmbeddingClassifier.from_state(
+            if "finetuned_state" in arrays:
+                model: Any = loop._make_finetuned().load_state_bytes(
+                    arrays["finetuned_state"].tobytes()
+                )
+            else:
+                model = EmbeddingClassifier.from_state(
                     {k: v for k, v in sub.items() if k.startswith(("cfg_", "param_"))}
-                ),
+                )
+            loop.final = FinalModel(
+                model=model,
                 pool_proba=arrays["final_pool_proba"],
                 kept=arrays["final_kept"],
             )
@@ -827,6 +887,13 @@ def _candidate_from_fields(fields: dict[str, Any], arrays: dict[str, np.ndarray]
     values["rule"] = rule_from_dict(values["rule"])
     values.update(arrays)
     return Candidate(**values)
+
+
+def model_texts(texts: Sequence[str], entities: Sequence | None) -> list[str]:
+    """What a text-reading model sees: the texts, entity-marked for relation extraction."""
+    if entities is None:
+        return list(texts)
+    return [mark_entities(t, h, tl) for t, (h, tl) in zip(texts, entities)]
 
 
 def _atomic_write(target: Path, write: Callable[[Any], None]) -> None:

@@ -53,3 +53,27 @@ def test_dev_weights_follow_samme_in_member_fits():
         loop_s.members[0].model.predict_proba(data.dev_X),
         loop_s.members[1].model.predict_proba(data.dev_X),
     )
+
+
+def test_finalize_with_a_fine_tuned_encoder_round_trips(tmp_path):
+    import torch
+
+    from tests.models.lm_fixtures import make_tiny_encoder
+
+    torch.set_num_threads(1)
+    name = str(make_tiny_encoder(tmp_path / "enc"))
+    data, gold = _data()
+    cfg = LoopConfig(
+        n_classes=2, candidates_per_round=5, final_model="finetune", finetune_model=name
+    )
+    loop = PRBoostLoop(cfg, n_dev=40)
+    loop.run_round(data)
+    loop.judge(SimulatedAnnotator(gold).review([r.candidate for r in loop.pending[:5]]))
+    final = loop.finalize(data)
+    assert final.on_texts and final.pool_proba.shape == (220, 2)
+    probs = final.predict_proba(None, data.dev)
+    assert probs.shape == (40, 2)
+    loop.save(tmp_path / "state")
+    again = PRBoostLoop.load(tmp_path / "state")
+    assert again.final.on_texts
+    np.testing.assert_allclose(again.final.predict_proba(None, data.dev), probs, atol=1e-5)
