@@ -160,7 +160,30 @@ def load_bundle(
 
 def has_rules(b: Bundle) -> bool:
     """True when the set comes with hand-written rules (weak labels with some votes)."""
-    return b.pool_votes.ndim == 2 and b.pool_votes.shape[1] > 0 and bool(np.any(b.pool_votes >= 0))
+    return _votes_present(b.pool_votes)
+
+
+def check_rows(data_dir: Path, name: str, rows: list[int]) -> None:
+    """Refuse rows 2, 3 and 5 on a set without hand-written rules, with a message that says so."""
+    from models.data import DataError, load_wrench
+
+    folder = data_dir / name
+    if not folder.is_dir():
+        raise BenchError(f"{folder}: no such data set folder")
+    try:
+        _, votes = load_wrench(folder, "train")
+    except DataError as exc:
+        raise BenchError(f"{name}: {exc}") from None
+    for row in rows:
+        if row in (2, 3, 5) and not _votes_present(votes):
+            raise BenchError(
+                f"{name} has no rules (no weak labels in its train.json): row {row} "
+                f"({ROW_NAMES[row]}) needs the set's hand-written rules; leave it out of --rows"
+            )
+
+
+def _votes_present(votes: np.ndarray) -> bool:
+    return votes.ndim == 2 and votes.shape[1] > 0 and bool(np.any(votes >= 0))
 
 
 def require_rules(b: Bundle, row: int) -> None:
@@ -419,10 +442,8 @@ def main(argv: list[str]) -> int:
     lines = []
     try:
         for name in args.dataset:
+            check_rows(data_dir, name, rows)  # fail before any long step
             b = load_bundle(data_dir, name, cache_dir, args.pool_limit, args.features)
-            for row in rows:  # fail before any long run
-                if row in (2, 3, 5):
-                    require_rules(b, row)
             print(
                 f"{name}: pool {len(b.pool)}, dev {len(b.dev)}, test {len(b.test)}, "
                 f"features {b.features} {b.pool_X.shape[1]} ({b.embed_seconds:.1f}s)",
@@ -456,8 +477,8 @@ def main(argv: list[str]) -> int:
                     )
                 metric = _fmt([r["metric"] for r in runs])
                 lines.append(f"| {name} | {row} {ROW_NAMES[row]} | {metric}{extra} |")
-            if args.json:  # after every set, so a long run keeps what it has
-                Path(args.json).write_text(json.dumps(results, indent=1, default=float))
+                if args.json:  # after every row, so a long run keeps what it has
+                    Path(args.json).write_text(json.dumps(results, indent=1, default=float))
     except BenchError as exc:
         print(exc.code)
         return 2
