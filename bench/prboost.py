@@ -381,7 +381,9 @@ def run_row(b: Bundle, ctx, row: int, seed: int, args, config: dict) -> dict:
     if row == 1:
         return row_supervised(b, b.dev_X, b.dev.labels, seed)
     if row == 6:  # the upper bound sees everything PRBoost sees, with the pool's gold labels
-        X = np.concatenate([b.pool_X, b.dev_X])
+        from models.prboost.learners import stack_rows
+
+        X = stack_rows(b.pool_X, b.dev_X)
         y = np.concatenate([b.pool.labels, b.dev.labels])
         return row_supervised(b, X, y, seed)
     if row in (2, 3):

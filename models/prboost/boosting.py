@@ -128,7 +128,7 @@ class Ensemble:
             raise ValueError("the ensemble has no members yet")
         alphas = self.effective_alphas()
         if not np.any(alphas > 0):
-            return np.full((len(X), self.n_classes), 1.0 / self.n_classes)
+            return np.full((X.shape[0], self.n_classes), 1.0 / self.n_classes)
         probas = [m.predict_proba(X) if a > 0 else None for m, a in zip(self.members, alphas)]
         return average_probas(probas, alphas, self.n_classes)
 

@@ -57,6 +57,31 @@ def _check_weights(sample_weight: np.ndarray | None, n: int) -> np.ndarray:
     return w
 
 
+def as_matrix(X):
+    """X as float64: a dense array, or a scipy CSR matrix kept sparse (TF-IDF features), since
+    the head only needs X @ W and Xᵀ @ G."""
+    import scipy.sparse as sp
+
+    if sp.issparse(X):
+        return sp.csr_matrix(X, dtype=np.float64)
+    return np.asarray(X, dtype=np.float64)
+
+
+def dense(X) -> np.ndarray:
+    import scipy.sparse as sp
+
+    return X.toarray() if sp.issparse(X) else np.asarray(X)
+
+
+def stack_rows(a, b):
+    """Rows of a then b, for dense arrays or sparse matrices (either may be empty)."""
+    import scipy.sparse as sp
+
+    if sp.issparse(a) or sp.issparse(b):
+        return sp.vstack([sp.csr_matrix(a), sp.csr_matrix(b)], format="csr")
+    return np.concatenate([a, b])
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -100,7 +125,7 @@ class EmbeddingClassifier:
         self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
     ) -> EmbeddingClassifier:
         """Fit on X (n, D) with hard (n,) or soft (n, K) labels and optional weights (n,)."""
-        X = np.asarray(X, dtype=np.float64)
+        X = as_matrix(X)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"X must be a non-empty (n, D) matrix, got shape {X.shape}")
         Y = as_soft_labels(y, self.n_classes)
@@ -173,7 +198,7 @@ class EmbeddingClassifier:
         b1 = torch.zeros(H, requires_grad=True)
         W2 = (torch.randn(H, K, generator=g) / np.sqrt(H)).requires_grad_()
         b2 = torch.zeros(K, requires_grad=True)
-        Xt = torch.as_tensor(X, dtype=torch.float32)  # (n, D)
+        Xt = torch.as_tensor(dense(X), dtype=torch.float32)  # (n, D)
         Yt = torch.as_tensor(Y, dtype=torch.float32)  # (n, K)
         wt = torch.as_tensor(w / w.sum(), dtype=torch.float32)  # (n,)
         decay = 1.0 / (self.C * X.shape[0])
@@ -196,7 +221,7 @@ class EmbeddingClassifier:
         """(n, K) class probabilities."""
         if not self.fitted:
             raise ValueError("the classifier is not fitted yet")
-        X = np.asarray(X, dtype=np.float64)
+        X = as_matrix(X)
         p = self.params
         with threadpool_limits(limits=1):
             if "coef" in p:
@@ -315,7 +340,7 @@ def text_features(dataset, embed: Embed | None = None, cache_dir=None) -> np.nda
 
 
 class TfidfFeatures:
-    """TF-IDF word uni/bigram features (dense float32, L2-normalized rows), vocabulary fitted on
+    """TF-IDF word uni/bigram features (sparse float32, L2-normalized rows), vocabulary fitted on
     unlabeled texts (pool + dev): a language-independent end model where no encoder fits the
     language. Relation sets use the entity-marked text (``mark_entities``)."""
 
@@ -341,9 +366,9 @@ class TfidfFeatures:
         self.vectorizer.fit(texts)
         return self
 
-    def transform(self, dataset) -> np.ndarray:
-        """(n, V) float32 features of a ``TextDataset``."""
-        return self.vectorizer.transform(self._texts(dataset)).toarray().astype(np.float32)
+    def transform(self, dataset):
+        """(n, V) float32 features of a ``TextDataset``, as a sparse CSR matrix."""
+        return self.vectorizer.transform(self._texts(dataset)).astype(np.float32).tocsr()
 
 
 def cv_accuracy(

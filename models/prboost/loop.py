@@ -51,7 +51,12 @@ from models.prboost.boosting import (
     samme_update,
     weighted_error,
 )
-from models.prboost.learners import EmbeddingClassifier, FineTunedEncoder, mark_entities
+from models.prboost.learners import (
+    EmbeddingClassifier,
+    FineTunedEncoder,
+    mark_entities,
+    stack_rows,
+)
 from models.prboost.matching import Corpus, LabelMatrix, apply_rules
 from models.prboost.rules import Rule, rule_from_dict
 from models.prboost.self_training import self_train, sharpen
@@ -469,7 +474,7 @@ class PRBoostLoop:
         def fit(fold: int | None, dev_rows: np.ndarray) -> tuple[EmbeddingClassifier, int]:
             rows, targets = self._targets(data, covered, soft, round_index, fold, dev_rows)
             train_dev = dev_rows if use_dev else np.zeros(0, dtype=np.int64)
-            X = np.concatenate([data.dev_X[train_dev], data.pool_X[rows]])
+            X = stack_rows(data.dev_X[train_dev], data.pool_X[rows])
             Y = np.concatenate([Y_dev[train_dev], targets])
             w = np.concatenate([w_dev[train_dev], np.ones(rows.size)])
             if X.shape[0] == 0:

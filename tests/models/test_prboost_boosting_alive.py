@@ -77,3 +77,29 @@ def test_finalize_with_a_fine_tuned_encoder_round_trips(tmp_path):
     again = PRBoostLoop.load(tmp_path / "state")
     assert again.final.on_texts
     np.testing.assert_allclose(again.final.predict_proba(None, data.dev), probs, atol=1e-5)
+
+
+def test_sparse_features_give_the_same_loop_as_dense():
+    """TF-IDF features stay sparse (CSR) through members, ensemble and finalize."""
+    import scipy.sparse as sp
+
+    from models.prboost.loop import LoopData
+
+    data, gold = _data()
+    sparse = LoopData(
+        dev=data.dev,
+        pool_X=sp.csr_matrix(data.pool_X),
+        dev_X=sp.csr_matrix(data.dev_X),
+        pool_corpus=data.pool_corpus,
+        dev_corpus=data.dev_corpus,
+        proposer=data.proposer,
+    )
+    finals = []
+    for d in (data, sparse):
+        loop = PRBoostLoop(LoopConfig(n_classes=2, candidates_per_round=5), n_dev=40)
+        for _ in range(2):
+            loop.run_round(d)
+            loop.judge(SimulatedAnnotator(gold).review([r.candidate for r in loop.pending[:5]]))
+            loop.skip_pending()
+        finals.append(loop.finalize(d).pool_proba)
+    np.testing.assert_allclose(finals[0], finals[1], atol=1e-4)
