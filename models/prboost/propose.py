@@ -2,7 +2,7 @@
 
 Three proposers share one interface (``Proposer.propose``):
 
-- ``PromptProposer`` (default): every template x every instance x each of the instance's top-k LM
+- ``PromptProposer``: every template x every instance x each of the instance's top-k LM
   answer words (read from the dev answer index: no inference) gives a ``PromptRule`` labeled with
   the instance's gold label. Needs a causal LM's answer index on the pool and dev corpora; computes
   it (cached) when a corpus has none.
@@ -15,10 +15,13 @@ Ranking (``rank_candidates``), the part that separates good rules from noise:
 1. drop candidates whose key (``rule_key``) was already judged or accepted, merge duplicates
    (same rule from several instances: the first source is kept as evidence);
 2. match all candidates on the pool and the dev set (one engine call each);
-3. dev precision, leave-one-out: the source instance proposed the rule, so it is no evidence for
-   it. Counts are weighted by the current boosting weights normalized to mean 1 (uniform when not
-   given), so rules that agree with the heavily weighted, still misclassified examples gain most.
-   Posterior Beta(a + correct, b + wrong) with prior (a, b) = (1, 1); ``dev_precision`` is its mean;
+3. precision, shrunk toward a prior: a Beta posterior whose prior is centred on the rule's
+   agreement with the current model on its pool matches (mean p_model(label | x), given as
+   ``pool_proba``; ``ScoringConfig.prior_strength`` pseudo-counts) and updated with the rule's
+   dev matches, leave-one-out (the source instance proposed the rule, so it is no evidence for
+   it). A rule seen on two dev examples is not trusted as if proven; where dev says nothing the
+   pool's view decides. Without ``pool_proba`` the prior is Beta(1, 1). ``dev_precision`` is the
+   posterior mean;
 4. novelty: the share of the rule's pool matches that no accepted rule covers;
 5. score (an expected gain): P(precision >= tau) under that posterior (tau = 0.6, the acceptance
    bar) x log(1 + new pool matches). A rule that probably passes review and labels many uncovered
