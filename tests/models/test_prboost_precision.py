@@ -10,7 +10,7 @@ POOL = ["alpha one", "alpha two", "alpha three", "alpha four", "beta one", "beta
 DEV = ["alpha x", "beta x", "gamma"]
 
 
-def _rank(pool_proba=None, config=ScoringConfig()):
+def _rank(pool_proba=None, config=None):
     rules = [KeywordRule(("alpha",), 1), KeywordRule(("beta",), 1)]
     return {
         c.rule.words[0]: c
@@ -22,7 +22,7 @@ def _rank(pool_proba=None, config=ScoringConfig()):
             dev_corpus=Corpus(DEV),
             dev_labels=np.array([1, 1, 0]),
             pool_proba=pool_proba,
-            config=config,
+            config=config or ScoringConfig(),
         )
     }
 
