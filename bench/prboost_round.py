@@ -248,6 +248,7 @@ def main(argv: list[str]) -> int:
         or f"sqlite:///{ROOT / 'var' / 'bench-prboost-round.sqlite3'}",
     )
     parser.add_argument("--data-dir", default=os.environ.get("FRUGAL_DATA_DIR"))
+    parser.add_argument("--results", default=None, help="also write the report here (markdown)")
     args = parser.parse_args(argv)
     data_dir = Path(args.data_dir) if args.data_dir else ROOT.parent / "shared" / "data"
     if not (data_dir / args.dataset).is_dir():
@@ -302,21 +303,27 @@ def main(argv: list[str]) -> int:
             worker.stop()
     how = "in process" if worker is None else "through a Celery worker"
     db = args.database_url.split("://", 1)[0]
-    print()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {sys.version.split()[0]}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(
+    lines: list[str] = []
+
+    def emit(text: str = "") -> None:
+        print(text)
+        lines.append(text)
+
+    emit()
+    emit(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    emit(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    emit(
         f"data: {args.dataset}, proposer {proposer}, {how}, database {db}, "
         f"seed votes {'off' if args.no_seed_votes else 'on'}; cache warm-up {warm_s:.1f} s "
         "(not in the round times)"
     )
-    print()
+    emit()
     header = "| phase (s) | " + " | ".join(f"round {r.number}" for r, _, _ in rows) + " |"
-    print(header)
-    print("|---" * (len(rows) + 1) + "|")
+    emit(header)
+    emit("|---" * (len(rows) + 1) + "|")
 
     def row(name: str, values: list) -> None:
-        print(f"| {name} | " + " | ".join(values) + " |")
+        emit(f"| {name} | " + " | ".join(values) + " |")
 
     def sec(value) -> str:
         return "—" if value is None else f"{value:.2f}"
@@ -335,9 +342,18 @@ def main(argv: list[str]) -> int:
     row("rule columns (seed + accepted)", [str(sp["rule_columns"]) for _, _, sp in rows])
     row("suggestions stored", [str(r.metrics.get("suggestions_stored")) for r, _, _ in rows])
     row("test accuracy", [sec(r.metrics.get("test_accuracy")) for r, _, _ in rows])
-    print()
-    print("* timed apart on the same state after the round (the round does the same work once).")
+    emit()
+    emit("* timed apart on the same state after the round (the round does the same work once).")
     worst = max(t for _, t, _ in rows)
     verdict = "meets" if worst <= TARGET_S else "MISSES"
-    print(f"slowest round {worst:.1f} s: {verdict} the {TARGET_S:.0f} s target")
+    emit(f"slowest round {worst:.1f} s: {verdict} the {TARGET_S:.0f} s target")
+    if args.results:
+        command = "python -m bench prboost_round " + " ".join(argv)
+        Path(args.results).write_text(
+            "# prboost_round: one boosting round through the web service (issues 4, 9)\n\n"
+            f"Command: `{command}` (written by the benchmark itself)\n\n```\n"
+            + "\n".join(lines)
+            + "\n```\n",
+            encoding="utf-8",
+        )
     return 0 if worst <= TARGET_S else 1

@@ -444,13 +444,17 @@ class PRBoostLoop:
         rules_only = self._fit_one(data, covered, soft, round_index, use_dev=False)
         if c.train_on_dev is False:
             return (*rules_only, False)
-        with_dev = self._fit_one(data, covered, soft, round_index, use_dev=True)
+        # the fold models decide; the full model is fitted only when this kind wins
+        with_dev = self._fit_one(data, covered, soft, round_index, use_dev=True, full=False)
         y_dev = data.dev.labels
         errs = [
             weighted_error(self.weights, cand[2].argmax(axis=1) != y_dev)
             for cand in (rules_only, with_dev)
         ]
-        return (*with_dev, True) if errs[1] < errs[0] else (*rules_only, False)
+        if errs[1] < errs[0]:
+            model = self._fit_one(data, covered, soft, round_index, use_dev=True, folds=False)[0]
+            return model, with_dev[1], with_dev[2], with_dev[3], True
+        return (*rules_only, False)
 
     def _fit_one(
         self,
@@ -460,7 +464,11 @@ class PRBoostLoop:
         round_index: int,
         *,
         use_dev: bool,
-    ) -> tuple[EmbeddingClassifier, list[EmbeddingClassifier], np.ndarray, int]:
+        full: bool = True,
+        folds: bool = True,
+    ) -> tuple[Any, list[EmbeddingClassifier], np.ndarray, int]:
+        """One kind of member: the full model (unless not ``full``), and with ``use_dev`` one
+        model per dev fold (unless not ``folds``) whose predictions give the honest dev error."""
         c = self.config
         K = c.n_classes
         y_dev = data.dev.labels
@@ -481,13 +489,16 @@ class PRBoostLoop:
                 raise LoopError("nothing to train on: no dev rows and no pool rows")
             return self._make_model(round_index).fit(X, Y, sample_weight=w), int(rows.size)
 
-        model, n_rows = fit(None, np.arange(n_dev))
+        model, n_rows = fit(None, np.arange(n_dev)) if full or not use_dev else (None, 0)
         if not use_dev:  # the member never saw dev: its own dev predictions are honest
             return model, [], model.predict_proba(data.dev_X), n_rows
         dev_proba = np.zeros((n_dev, K))
         fold_models = []
+        if not folds:
+            return model, fold_models, dev_proba, n_rows
         for f, held in enumerate(_folds(y_dev, c.cv_folds, c.seed)):
-            fold_model, _ = fit(f, np.setdiff1d(np.arange(n_dev), held))
+            fold_model, fold_rows = fit(f, np.setdiff1d(np.arange(n_dev), held))
+            n_rows = n_rows if model is not None else fold_rows
             fold_models.append(fold_model)
             dev_proba[held] = fold_model.predict_proba(data.dev_X[held])
         return model, fold_models, dev_proba, n_rows
