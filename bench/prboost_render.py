@@ -45,7 +45,7 @@ def summarize(name: str, st: dict) -> dict:
     m = {r: _mean(runs) for r, runs in rows.items()}
     out: dict = {"name": name, "means": m}
     base = max(m.get("1", -np.inf), m.get("3", -np.inf))
-    if "6" in m and np.isfinite(base):
+    if "6" in m and np.isfinite(base) and ("4" in m or "5" in m):
         out["half_gap"] = (base + m["6"]) / 2
         best = max(m.get("4", -np.inf), m.get("5", -np.inf))
         out["best"] = best
@@ -137,8 +137,11 @@ def main_table(summaries: list[dict], sets: dict) -> list[str]:
     for s in summaries:
         st = sets[s["name"]]["rows"]
         cells = []
+        most = max((len(runs) for runs in st.values()), default=0)
         for r in rows:
             cell = _pm(st.get(r))
+            if st.get(r) and len(st[r]) < most:
+                cell += f" ({len(st[r])} seed{'s' if len(st[r]) > 1 else ''})"
             if r in ("4", "5") and st.get(r) and _mean(st[r]) >= s.get("half_gap", np.inf):
                 cell = f"**{cell}** ✓"
             cells.append(cell)
@@ -156,7 +159,9 @@ def targets(summaries: list[dict]) -> list[str]:
     out = []
     gains = [s["rules_gain"] for s in rep if "rules_gain" in s]
     if gains:
-        each = ", ".join(f"{_short(s['name'])} {s['rules_gain']:+.1f}" for s in rep)
+        each = ", ".join(
+            f"{_short(s['name'])} {s['rules_gain']:+.1f}" for s in rep if "rules_gain" in s
+        )
         ok = np.mean(gains) >= 2 and all(g > 0 for g in gains)
         out.append(
             f"- Row 4 − row 7 ≥ 2 points on average and > 0 on each: mean "
@@ -305,7 +310,10 @@ def main(argv: list[str]) -> int:
     for f in files:
         d = json.loads(f.read_text(encoding="utf-8"))
         metas.append(d["meta"])
-        sets.update(d["sets"])
+        for name, st in d["sets"].items():  # several files may hold rows (or seeds) of one set
+            into = sets.setdefault(name, {**st, "rows": {}})
+            for row, runs in st["rows"].items():
+                into["rows"].setdefault(row, []).extend(runs)
     results = Path(args.results)
     plots = {}
     for name in sorted(sets, key=_order):
