@@ -210,7 +210,9 @@ def rank_candidates(
     n_pool, n_dev = len(pool_corpus), len(dev_corpus)
     if dev_labels.shape != (n_dev,):
         raise ValueError(f"dev_labels has {dev_labels.shape} entries for {n_dev} dev examples")
-    w = _weights(dev_weights if config.weighted_counts else None, n_dev)
+    w = _weights(dev_weights, n_dev)  # validated even when unused
+    if not config.weighted_counts:
+        w = np.ones(n_dev)
     if pool_proba is not None:
         pool_proba = np.asarray(pool_proba, dtype=np.float64)
         if pool_proba.ndim != 2 or pool_proba.shape[0] != n_pool:
