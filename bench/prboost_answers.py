@@ -303,6 +303,7 @@ def main(argv: list[str]) -> int:
         f"# prboost_answers — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\nMachine: {_machine()}; "
         f"torch {torch.__version__}\n"
     ]
+    texts: dict[str, str] = {}
     for s in sections:
         if s == "pass":
             text = bench_pass(args.data, args.pass_texts)
@@ -310,9 +311,28 @@ def main(argv: list[str]) -> int:
             text = bench_match(args.docs)
         else:
             text, _ = bench_templates(args.data, args.dev_cap)
-        print(text + "\n", flush=True)
-        out.append(text + "\n")
+        text = f"{text}\n(run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {_machine()})\n"
+        texts[s] = text
+        print(text, flush=True)
+        out.append(_marked(s, text))
     if args.results:
-        args.results.write_text("\n".join(out))
+        old = args.results.read_text(encoding="utf-8") if args.results.is_file() else ""
+        if old and all(_marker(s, "begin") in old for s in sections):
+            new = old  # splice: only the sections run now are replaced, the rest stays
+            for s, text in texts.items():
+                head, rest = new.split(_marker(s, "begin"), 1)
+                _, tail = rest.split(_marker(s, "end"), 1)
+                new = head + _marked(s, text) + tail
+            args.results.write_text(new)
+        else:
+            args.results.write_text("\n".join(out))
         print(f"wrote {args.results}")
     return 0
+
+
+def _marker(section: str, edge: str) -> str:
+    return f"<!-- prboost_answers:{section}:{edge} -->"
+
+
+def _marked(section: str, text: str) -> str:
+    return f"{_marker(section, 'begin')}\n{text}{_marker(section, 'end')}"

@@ -54,6 +54,7 @@ class Features:
     pool_emb: np.ndarray  # (n_pool, D) sentence embeddings (similarity terms)
     dev_emb: np.ndarray
     seconds: float = 0.0
+    kind: str = "encoder"  # the learner's features: "encoder" embeddings or "tfidf"
 
 
 @dataclass
@@ -182,14 +183,26 @@ def load_project_data(project) -> ProjectData:
     )
 
 
-def compute_features(data: ProjectData, progress: Progress | None = None) -> Features:
-    """Sentence embeddings (cached on disk) and the learner's features for every split."""
+def compute_features(
+    data: ProjectData,
+    progress: Progress | None = None,
+    *,
+    prb: dict | None = None,
+    kind: str | None = None,
+) -> Features:
+    """Sentence embeddings (cached on disk) and the learner's features for every split.
+
+    The learner's features follow the project's ``end_model`` (``prb``) unless ``kind`` ("encoder"
+    or "tfidf") fixes them: "auto" picks encoder or TF-IDF by 5-fold cross-validation of a
+    dev-only model inside the dev set (never on test).
+    """
+    from apps.training.prboost_settings import encoder_name
     from models.lm import embed_texts
     from models.prboost.learners import text_features
 
     progress = ensure_progress(progress)
     started = time.perf_counter()
-    encoder = settings.FRUGAL_ENCODER or None
+    encoder = encoder_name(prb) if prb is not None else (settings.FRUGAL_ENCODER or None)
     folder = cache_dir()
     steps = [("pool", data.pool), ("dev", data.dev), ("test", data.test)]
     out: dict[str, np.ndarray] = {}
@@ -215,6 +228,13 @@ def compute_features(data: ProjectData, progress: Progress | None = None) -> Fea
             if dataset.task_type != "relation_extraction"
             else text_features(dataset, embed)
         )
+    if kind is None:
+        end_model = (prb or {}).get("end_model", "encoder")
+        kind = "tfidf" if end_model == "tfidf" else "encoder"
+        if end_model == "auto":
+            kind = _choose_features(data, out)
+    if kind == "tfidf":
+        out = _tfidf_features(data)
     if out["test"].shape[1] != out["pool"].shape[1]:
         out["test"] = np.zeros((0, out["pool"].shape[1]), dtype=np.float32)
     return Features(
@@ -224,7 +244,41 @@ def compute_features(data: ProjectData, progress: Progress | None = None) -> Fea
         pool_emb=emb["pool"],
         dev_emb=emb["dev"],
         seconds=time.perf_counter() - started,
+        kind=kind,
     )
+
+
+def _tfidf_features(data: ProjectData) -> dict[str, np.ndarray]:
+    from models.prboost.learners import TfidfFeatures
+
+    present = [d for d in (data.pool, data.dev) if len(d)]
+    tf = TfidfFeatures().fit(*present)
+    return {
+        name: tf.transform(d) if len(d) else np.zeros((0, 1), dtype=np.float32)
+        for name, d in (("pool", data.pool), ("dev", data.dev), ("test", data.test))
+    }
+
+
+def _choose_features(data: ProjectData, encoder_out: dict[str, np.ndarray]) -> str:
+    """ "encoder" or "tfidf": the better 5-fold cross-validated accuracy of a dev-only logistic
+    regression inside the dev set (ties and dev sets too small to split go to the encoder)."""
+    from models.prboost.learners import EmbeddingClassifier, cv_accuracy
+
+    y = data.dev.labels
+    if len(y) < 20 or np.unique(y).size < 2 or len(data.pool) == 0:
+        return "encoder"
+    K = data.n_classes
+
+    def make():
+        return EmbeddingClassifier(n_classes=K, C=10.0)
+
+    try:
+        tfidf_dev = _tfidf_features(data)["dev"]
+    except ValueError:  # e.g. an empty vocabulary
+        return "encoder"
+    enc = cv_accuracy(encoder_out["dev"], y, make, folds=5)
+    tf = cv_accuracy(tfidf_dev, y, make, folds=5)
+    return "tfidf" if tf > enc else "encoder"
 
 
 # --------------------------------------------------------------------------- answer index
@@ -395,7 +449,7 @@ def prepare(project, prb: dict, progress: Progress | None = None) -> Prepared:
     progress(0.0, "Loading examples")
     data = load_project_data(project)
     timings["load_examples"] = time.perf_counter() - t0
-    features = compute_features(data, scaled(progress, 0.05, 0.4))
+    features = compute_features(data, scaled(progress, 0.05, 0.4), prb=prb)
     timings["features"] = features.seconds
     t0 = time.perf_counter()
     index, ids = project_answer_index(project, prb, compute=True, progress=scaled(progress, 0.4, 1))

@@ -6,7 +6,14 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from apps.frugal import safe_json
-from apps.training.prboost_settings import LIMITS, PROPOSER_LABELS, PROPOSERS
+from apps.training.prboost_settings import (
+    DEFAULTS,
+    END_MODEL_LABELS,
+    END_MODELS,
+    LIMITS,
+    PROPOSER_LABELS,
+    PROPOSERS,
+)
 
 
 def _int_field(name: str, label: str, help_text: str) -> forms.IntegerField:
@@ -63,6 +70,22 @@ class PRBoostSettingsForm(forms.Form):
         required=False,
         label="Use imported rule votes as seed rules (from the first round on)",
     )
+    end_model = forms.ChoiceField(
+        required=False,
+        label="End model",
+        choices=[(m, END_MODEL_LABELS[m]) for m in END_MODELS],
+        help_text="What learns from the accepted rules. Fixed once the first round has run "
+        "(a new run is needed to change the features); the final model can change any time.",
+    )
+    encoder = forms.CharField(
+        required=False,
+        max_length=300,
+        help_text="Encoder for embeddings and fine-tuning: a Hugging Face name or local folder "
+        "(e.g. a multilingual one for non-English text). Empty: the server's default.",
+    )
+
+    def clean_end_model(self):
+        return self.cleaned_data.get("end_model") or DEFAULTS["end_model"]
 
     def clean_templates(self):
         raw = (self.cleaned_data.get("templates") or "").strip()

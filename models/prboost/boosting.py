@@ -55,17 +55,43 @@ def samme_update(weights: np.ndarray, wrong: np.ndarray, alpha: float) -> np.nda
     return new / new.sum()
 
 
-def large_error_indices(weights: np.ndarray, wrong: np.ndarray, n: int = 10) -> np.ndarray:
-    """Indices of the (at most) n misclassified examples with the largest weights, largest first.
+def large_error_indices(
+    weights: np.ndarray,
+    wrong: np.ndarray,
+    n: int = 10,
+    *,
+    labels: np.ndarray | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Indices of (at most) n misclassified examples with the largest weights.
 
-    Ties keep index order, so the result is deterministic.
+    Ties (weights equal to 9 significant digits, e.g. all of them before the first update) are
+    broken by a random order drawn from ``seed``, never by index: a dev file sorted by class
+    must not make every instance come from its first class. With ``labels`` (n_dev,) the picks
+    are spread over the gold classes: each class's misclassified examples are ordered by weight,
+    then taken round-robin (the r-th heaviest of every class before any class's (r+1)-th, the
+    heavier first within a turn), so no class crowds out the rest.
     """
     weights = np.asarray(weights, dtype=np.float64)
     wrong_idx = np.flatnonzero(np.asarray(wrong, dtype=bool))
     if n <= 0 or wrong_idx.size == 0:
         return np.zeros(0, dtype=np.int64)
-    order = np.argsort(-weights[wrong_idx], kind="stable")
-    return wrong_idx[order[:n]].astype(np.int64)
+    rng = np.random.default_rng(seed)
+    shuffled = wrong_idx[rng.permutation(wrong_idx.size)]
+    top = float(weights[wrong_idx].max())
+    key = np.round(weights[shuffled] / top, 9) if top > 0 else np.zeros(shuffled.size)
+    ordered = shuffled[np.argsort(-key, kind="stable")]  # heaviest first, random among ties
+    if labels is None:
+        return ordered[:n].astype(np.int64)
+    labels = np.asarray(labels)
+    rank = np.zeros(ordered.size, dtype=np.int64)  # position of each example within its class
+    seen: dict[int, int] = {}
+    for j, i in enumerate(ordered):
+        y = int(labels[i])
+        rank[j] = seen.get(y, 0)
+        seen[y] = rank[j] + 1
+    turn = np.lexsort((np.arange(ordered.size), rank))  # by rank, then by weight order
+    return ordered[turn][:n].astype(np.int64)
 
 
 @dataclass
@@ -102,7 +128,7 @@ class Ensemble:
             raise ValueError("the ensemble has no members yet")
         alphas = self.effective_alphas()
         if not np.any(alphas > 0):
-            return np.full((len(X), self.n_classes), 1.0 / self.n_classes)
+            return np.full((X.shape[0], self.n_classes), 1.0 / self.n_classes)
         probas = [m.predict_proba(X) if a > 0 else None for m, a in zip(self.members, alphas)]
         return average_probas(probas, alphas, self.n_classes)
 

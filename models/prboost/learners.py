@@ -57,6 +57,31 @@ def _check_weights(sample_weight: np.ndarray | None, n: int) -> np.ndarray:
     return w
 
 
+def as_matrix(X):
+    """X as float64: a dense array, or a scipy CSR matrix kept sparse (TF-IDF features), since
+    the head only needs X @ W and Xᵀ @ G."""
+    import scipy.sparse as sp
+
+    if sp.issparse(X):
+        return sp.csr_matrix(X, dtype=np.float64)
+    return np.asarray(X, dtype=np.float64)
+
+
+def dense(X) -> np.ndarray:
+    import scipy.sparse as sp
+
+    return X.toarray() if sp.issparse(X) else np.asarray(X)
+
+
+def stack_rows(a, b):
+    """Rows of a then b, for dense arrays or sparse matrices (either may be empty)."""
+    import scipy.sparse as sp
+
+    if sp.issparse(a) or sp.issparse(b):
+        return sp.vstack([sp.csr_matrix(a), sp.csr_matrix(b)], format="csr")
+    return np.concatenate([a, b])
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -100,7 +125,7 @@ class EmbeddingClassifier:
         self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
     ) -> EmbeddingClassifier:
         """Fit on X (n, D) with hard (n,) or soft (n, K) labels and optional weights (n,)."""
-        X = np.asarray(X, dtype=np.float64)
+        X = as_matrix(X)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"X must be a non-empty (n, D) matrix, got shape {X.shape}")
         Y = as_soft_labels(y, self.n_classes)
@@ -173,7 +198,7 @@ class EmbeddingClassifier:
         b1 = torch.zeros(H, requires_grad=True)
         W2 = (torch.randn(H, K, generator=g) / np.sqrt(H)).requires_grad_()
         b2 = torch.zeros(K, requires_grad=True)
-        Xt = torch.as_tensor(X, dtype=torch.float32)  # (n, D)
+        Xt = torch.as_tensor(dense(X), dtype=torch.float32)  # (n, D)
         Yt = torch.as_tensor(Y, dtype=torch.float32)  # (n, K)
         wt = torch.as_tensor(w / w.sum(), dtype=torch.float32)  # (n,)
         decay = 1.0 / (self.C * X.shape[0])
@@ -196,7 +221,7 @@ class EmbeddingClassifier:
         """(n, K) class probabilities."""
         if not self.fitted:
             raise ValueError("the classifier is not fitted yet")
-        X = np.asarray(X, dtype=np.float64)
+        X = as_matrix(X)
         p = self.params
         with threadpool_limits(limits=1):
             if "coef" in p:
@@ -312,6 +337,61 @@ def text_features(dataset, embed: Embed | None = None, cache_dir=None) -> np.nda
     if dataset.task_type == "relation_extraction":
         return relation_features(dataset.texts, dataset.entities, embed=embed)
     return np.asarray(embed(dataset.texts), dtype=np.float32)
+
+
+class TfidfFeatures:
+    """TF-IDF word uni/bigram features (sparse float32, L2-normalized rows), vocabulary fitted on
+    unlabeled texts (pool + dev): a language-independent end model where no encoder fits the
+    language. Relation sets use the entity-marked text (``mark_entities``)."""
+
+    def __init__(self, max_features: int = 3000, min_df: int = 2) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.vectorizer = TfidfVectorizer(
+            max_features=max_features,
+            min_df=min_df,
+            ngram_range=(1, 2),
+            sublinear_tf=True,
+            dtype=np.float32,
+        )
+
+    @staticmethod
+    def _texts(dataset) -> list[str]:
+        if dataset.task_type == "relation_extraction" and dataset.entities is not None:
+            return [mark_entities(t, h, tl) for t, (h, tl) in zip(dataset.texts, dataset.entities)]
+        return list(dataset.texts)
+
+    def fit(self, *datasets) -> TfidfFeatures:
+        texts = [t for d in datasets for t in self._texts(d)]
+        self.vectorizer.fit(texts)
+        return self
+
+    def transform(self, dataset):
+        """(n, V) float32 features of a ``TextDataset``, as a sparse CSR matrix."""
+        return self.vectorizer.transform(self._texts(dataset)).astype(np.float32).tocsr()
+
+
+def cv_accuracy(
+    X: np.ndarray, y: np.ndarray, make_model: Callable[[], object], folds: int = 5, seed: int = 0
+) -> float:
+    """Stratified ``folds``-fold cross-validated accuracy of ``make_model()`` on (X, y): how an end
+    model is chosen inside the dev set, never on test."""
+    y = np.asarray(y, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    fold_of = np.zeros(y.size, dtype=np.int64)
+    offset = 0
+    for k in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == k))
+        fold_of[rows] = (np.arange(rows.size) + offset) % folds
+        offset += rows.size
+    correct = 0
+    for f in range(folds):
+        test = fold_of == f
+        if not test.any() or test.all():
+            continue
+        model = make_model().fit(X[~test], y[~test])
+        correct += int(np.sum(model.predict(X[test]) == y[test]))
+    return correct / max(y.size, 1)
 
 
 # --------------------------------------------------------------------------- fine-tuning

@@ -3,17 +3,23 @@
 A round t (see DESIGN.md, PRBoost):
   1. apply the accepted rules (plus any precomputed seed votes) to the pool -> label matrix L
      (n_pool, m); the label model turns it into soft labels on the covered rows;
-  2. train the weak learner m_t on the covered pool rows (soft labels) and, by default, on the gold
-     dev set too (``train_on_dev``: a user would; it makes every member at least as good as the
-     dev-only model). When m_t sees the dev set its dev predictions for the SAMME error come from
-     ``cv_folds``-fold cross-fitting (each dev fold predicted by a model trained without it), so α
-     and the weights stay honest;
-  3. SAMME: err_t, α_t, dev weights updated;
-  4. the N misclassified dev examples with the largest weights are the large-error instances;
-  5. the proposer turns them into ranked candidate rules, which wait for ``accept``/``reject``.
+  2. train the weak learner m_t on what the rules in force label: the covered pool rows with the
+     label model's soft labels (the first build also trained every member on the whole dev set at
+     weight 5, so each re-learnt member 0 and boosting died after round 0). With
+     ``train_on_dev`` it also sees the dev set, weighted by the current SAMME weights, and its dev
+     predictions for the SAMME error come from ``cv_folds``-fold cross-fitting, so α stays honest
+     ("auto", the default: both kinds are fitted, the lower weighted dev error is kept);
+     a round with no rule coverage trains on the (SAMME-weighted) dev set alone;
+  3. SAMME: err_t, α_t, dev weights updated; the record holds the ensemble's cross-fitted dev
+     accuracy;
+  4. the N misclassified dev examples with the largest weights are the large-error instances
+     (ties in a seeded random order, spread over the gold classes);
+  5. the proposer turns them into ranked candidate rules, which wait for ``accept``/``reject``;
+     when it returns fewer than ``candidates_per_round`` the instance set is widened.
 Round 0 trains on the seed rules when there are any, else on the dev set alone.
 ``finalize`` trains a last member when rules were accepted after the last round, then self-trains
-the final model on the pool with sharpened ensemble pseudo-labels (plus the gold dev labels).
+the final model on the pool with sharpened pseudo-labels (ensemble × the rules' label model on
+covered rows) plus the gold dev labels.
 
 The loop object holds only state; the data (``LoopData``: features, corpora, proposer) is given
 again when a saved loop is loaded, so a worker can run one round, save, and exit, and another
@@ -45,7 +51,12 @@ from models.prboost.boosting import (
     samme_update,
     weighted_error,
 )
-from models.prboost.learners import EmbeddingClassifier
+from models.prboost.learners import (
+    EmbeddingClassifier,
+    FineTunedEncoder,
+    mark_entities,
+    stack_rows,
+)
 from models.prboost.matching import Corpus, LabelMatrix, apply_rules
 from models.prboost.rules import Rule, rule_from_dict
 from models.prboost.self_training import self_train, sharpen
@@ -73,7 +84,18 @@ class LoopConfig:
     label_model: str = "weighted"
     head: str = "logreg"  # weak learner head on the features: "logreg" or "mlp"
     C: float = 10.0  # inverse L2 strength of the head
-    train_on_dev: bool = True  # members train on covered pool + gold dev (cross-fitted dev error)
+    # Members train on what the rules label (the covered pool rows, label-model soft labels);
+    # train_on_dev: True = also on the dev set (SAMME-weighted, cross-fitted dev error), False =
+    # never (the paper's weak learners), "auto" = fit both each round and keep the one with the
+    # lower weighted dev error (both errors are honest). "auto" because neither won everywhere on
+    # the cross-fitted ensemble dev accuracy (seed 0: wrench-youtube 0.942 with dev vs 0.925
+    # without; wrench-sms 0.974 vs 0.978; wrench-trec 0.738 vs 0.748) — chosen on dev, not test.
+    # A round with no rule coverage (round 0 without seed rules) trains on dev alone.
+    train_on_dev: bool | str = "auto"
+    # weight of the dev set in a member's fit: "samme" = dev_weight · n_dev · w_i with the current
+    # SAMME weights w (mean dev_weight; the misclassified examples grow, so members differ) or
+    # "uniform" = dev_weight each (the first build: every member repeated member 0's mistakes)
+    dev_sample_weights: str = "samme"
     dev_weight: float = 5.0  # weight of one gold dev example relative to one pseudo-labeled one
     cv_folds: int = 5
     min_confidence: float = 0.0  # covered rows whose label-model max prob is below are dropped
@@ -83,7 +105,7 @@ class LoopConfig:
     #  ensemble so far (before round 0: a model fitted on the dev set alone) and p_rules the label
     #  model (uniform where no rule votes); rows whose sharpened target is below pool_threshold
     #  are left out. Rules then correct a strong dev-trained model instead of replacing it.
-    pool_targets: str = "product"
+    pool_targets: str = "covered"
     rule_power: float = 1.0
     pool_temperature: float = 1.0
     pool_threshold: float = 0.0
@@ -97,6 +119,18 @@ class LoopConfig:
     self_train_iterations: int = 2  # the second mixes teacher and student (self_training.py)
     max_per_class: int | None = None
     final_dev_weight: float = 5.0
+    # large-error instances are spread over the gold classes (ties broken by a seeded order);
+    # when the proposer returns fewer than candidates_per_round, the set is widened (×2, ×4 ...
+    # up to widen_max times n_large_error) so review places fill
+    spread_classes: bool = True
+    widen_max: int = 4
+    # the final (self-trained) model: "head" = the weak learner's head on the features (fast, CPU)
+    # or "finetune" = ``learners.FineTunedEncoder`` on the texts themselves (entity-marked for
+    # relations; a GPU worker's job), encoder ``finetune_model`` (None = all-MiniLM-L6-v2)
+    final_model: str = "head"
+    features: str = ""  # the caller's name for the learner's features, kept for later rounds
+    finetune_model: str | None = None
+    finetune_epochs: int = 3
 
     def __post_init__(self) -> None:
         if self.n_classes < 2:
@@ -113,6 +147,18 @@ class LoopConfig:
             )
         if self.head not in ("logreg", "mlp"):
             raise LoopError(f"head must be 'logreg' or 'mlp', got {self.head!r}")
+        if self.dev_sample_weights not in ("samme", "uniform"):
+            raise LoopError(
+                f"dev_sample_weights must be 'samme' or 'uniform', not {self.dev_sample_weights!r}"
+            )
+        if self.widen_max < 1:
+            raise LoopError("widen_max must be at least 1")
+        if self.train_on_dev not in (True, False, "auto"):
+            raise LoopError(
+                f"train_on_dev must be true, false or 'auto', not {self.train_on_dev!r}"
+            )
+        if self.final_model not in ("head", "finetune"):
+            raise LoopError(f"final_model must be 'head' or 'finetune', not {self.final_model!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -200,9 +246,22 @@ class Review:
 class FinalModel:
     """The self-trained model and the labeled pool it produced."""
 
-    model: EmbeddingClassifier
+    model: Any  # EmbeddingClassifier (on features) or FineTunedEncoder (on texts)
     pool_proba: np.ndarray  # (n_pool, K) the final model's probabilities on the pool
     kept: np.ndarray  # pool indices it trained on (confident pseudo-labels)
+
+    @property
+    def on_texts(self) -> bool:
+        """True when the model reads texts (a fine-tuned encoder), not feature rows."""
+        return isinstance(self.model, FineTunedEncoder)
+
+    def predict_proba(self, X: np.ndarray, dataset: TextDataset | None = None) -> np.ndarray:
+        """(n, K) for feature rows X, or for ``dataset``'s texts when the model reads texts."""
+        if self.on_texts:
+            if dataset is None:
+                raise LoopError("the fine-tuned final model reads texts: give the dataset")
+            return self.model.predict_proba(model_texts(dataset.texts, dataset.entities))
+        return self.model.predict_proba(X)
 
     @property
     def pool_labels(self) -> np.ndarray:
@@ -234,6 +293,7 @@ class PRBoostLoop:
         self.history: list[dict[str, Any]] = []
         self.large_error: np.ndarray = np.zeros(0, dtype=np.int64)
         self.final: FinalModel | None = None
+        self.dev_probas: list[np.ndarray] = []  # (n_dev, K) cross-fitted per member
         self._members_rules = 0  # len(accepted) when the last member was trained
 
     # -- read-only views
@@ -348,7 +408,10 @@ class PRBoostLoop:
         if c.pool_targets == "covered":
             return covered, soft
         if self.members:
-            models = [m.model if fold is None else m.fold_models[fold] for m in self.members]
+            models = [
+                m.fold_models[fold] if fold is not None and m.fold_models else m.model
+                for m in self.members
+            ]
             probas = [mod.predict_proba(data.pool_X) for mod in models]
             prev = average_probas(probas, self.ensemble.effective_alphas(), c.n_classes)
         else:
@@ -365,40 +428,79 @@ class PRBoostLoop:
 
     def _fit_member(
         self, data: LoopData, covered: np.ndarray, soft: np.ndarray, round_index: int
-    ) -> tuple[EmbeddingClassifier, list[EmbeddingClassifier], np.ndarray, int]:
-        """Fit m_t on all dev rows and, per dev fold, a model without that fold.
+    ) -> tuple[EmbeddingClassifier, list[EmbeddingClassifier], np.ndarray, int, bool]:
+        """Fit m_t (see ``LoopConfig.train_on_dev``).
 
-        Returns (model, fold models, (n_dev, K) cross-fitted dev probabilities, pool rows used).
-        Folds are fixed for the whole run, so fold f's models never see fold f: the dev error
-        that sets α is honest even though members train on the dev set. Without dev training
-        (``train_on_dev=False`` and some rule coverage) the full model's dev predictions are used.
+        Returns (model, fold models, (n_dev, K) honest dev probabilities, pool rows used, whether
+        it trained on dev). A member that trains on dev also gets one model per dev fold trained
+        without that fold; folds are fixed for the whole run, so the dev error that sets α is
+        honest. A member that never saw dev is scored on its own dev predictions. With "auto"
+        both are fitted and the one with the lower weighted dev error is kept.
         """
+        c = self.config
+        no_rules = covered.size == 0 or c.pool_targets == "product"
+        if no_rules or c.train_on_dev is True:
+            return (*self._fit_one(data, covered, soft, round_index, use_dev=True), True)
+        rules_only = self._fit_one(data, covered, soft, round_index, use_dev=False)
+        if c.train_on_dev is False:
+            return (*rules_only, False)
+        # the fold models decide; the full model is fitted only when this kind wins
+        with_dev = self._fit_one(data, covered, soft, round_index, use_dev=True, full=False)
+        y_dev = data.dev.labels
+        errs = [
+            weighted_error(self.weights, cand[2].argmax(axis=1) != y_dev)
+            for cand in (rules_only, with_dev)
+        ]
+        if errs[1] < errs[0]:
+            model = self._fit_one(data, covered, soft, round_index, use_dev=True, folds=False)[0]
+            return model, with_dev[1], with_dev[2], with_dev[3], True
+        return (*rules_only, False)
+
+    def _fit_one(
+        self,
+        data: LoopData,
+        covered: np.ndarray,
+        soft: np.ndarray,
+        round_index: int,
+        *,
+        use_dev: bool,
+        full: bool = True,
+        folds: bool = True,
+    ) -> tuple[Any, list[EmbeddingClassifier], np.ndarray, int]:
+        """One kind of member: the full model (unless not ``full``), and with ``use_dev`` one
+        model per dev fold (unless not ``folds``) whose predictions give the honest dev error."""
         c = self.config
         K = c.n_classes
         y_dev = data.dev.labels
         Y_dev = np.eye(K)[y_dev]
         n_dev = len(y_dev)
-        use_dev = c.train_on_dev or covered.size == 0 or c.pool_targets == "product"
+        if c.dev_sample_weights == "samme":
+            w_dev = c.dev_weight * n_dev * self.weights  # (n_dev,) mean dev_weight
+        else:
+            w_dev = np.full(n_dev, c.dev_weight)
 
         def fit(fold: int | None, dev_rows: np.ndarray) -> tuple[EmbeddingClassifier, int]:
             rows, targets = self._targets(data, covered, soft, round_index, fold, dev_rows)
             train_dev = dev_rows if use_dev else np.zeros(0, dtype=np.int64)
-            X = np.concatenate([data.dev_X[train_dev], data.pool_X[rows]])
+            X = stack_rows(data.dev_X[train_dev], data.pool_X[rows])
             Y = np.concatenate([Y_dev[train_dev], targets])
-            w = np.concatenate([np.full(train_dev.size, c.dev_weight), np.ones(rows.size)])
+            w = np.concatenate([w_dev[train_dev], np.ones(rows.size)])
             if X.shape[0] == 0:
                 raise LoopError("nothing to train on: no dev rows and no pool rows")
             return self._make_model(round_index).fit(X, Y, sample_weight=w), int(rows.size)
 
-        model, n_rows = fit(None, np.arange(n_dev))
+        model, n_rows = fit(None, np.arange(n_dev)) if full or not use_dev else (None, 0)
+        if not use_dev:  # the member never saw dev: its own dev predictions are honest
+            return model, [], model.predict_proba(data.dev_X), n_rows
         dev_proba = np.zeros((n_dev, K))
         fold_models = []
+        if not folds:
+            return model, fold_models, dev_proba, n_rows
         for f, held in enumerate(_folds(y_dev, c.cv_folds, c.seed)):
-            fold_model, _ = fit(f, np.setdiff1d(np.arange(n_dev), held))
+            fold_model, fold_rows = fit(f, np.setdiff1d(np.arange(n_dev), held))
+            n_rows = n_rows if model is not None else fold_rows
             fold_models.append(fold_model)
             dev_proba[held] = fold_model.predict_proba(data.dev_X[held])
-        if not use_dev:
-            dev_proba = model.predict_proba(data.dev_X)
         return model, fold_models, dev_proba, n_rows
 
     # -- a round
@@ -421,7 +523,7 @@ class PRBoostLoop:
         L = self.label_matrix(data)
         covered, soft = self.soft_labels(data, t, L)
         progress(0.2, f"round {t}: training on {covered.size} rule-labeled examples")
-        model, fold_models, dev_proba, n_rows = self._fit_member(data, covered, soft, t)
+        model, fold_models, dev_proba, n_rows, saw_dev = self._fit_member(data, covered, soft, t)
         y_dev = data.dev.labels
         wrong = dev_proba.argmax(axis=1) != y_dev
         err = weighted_error(self.weights, wrong)
@@ -430,8 +532,14 @@ class PRBoostLoop:
         self.members.append(
             Member(round=t, model=model, alpha=alpha, err=err, fold_models=fold_models)
         )
+        self._refresh_dev_probas(data)
+        self.dev_probas.append(dev_proba)
         self._members_rules = len(self.accepted)
-        self.large_error = large_error_indices(self.weights, wrong, c.n_large_error)
+        ens_dev = average_probas(self.dev_probas, self.ensemble.effective_alphas(), c.n_classes)
+        labels = y_dev if c.spread_classes else None
+        self.large_error = large_error_indices(
+            self.weights, wrong, c.n_large_error, labels=labels, seed=c.seed + t
+        )
         trained_s = time.perf_counter() - started
         record: dict[str, Any] = {
             "round": t,
@@ -440,9 +548,12 @@ class PRBoostLoop:
             "covered": int(covered.size),
             "coverage": float(covered.size / max(data.n_pool, 1)),
             "pool_rows_trained": n_rows,
+            "member_saw_dev": saw_dev,
             "err": err,
             "alpha": alpha,
             "member_dev_accuracy": float(1.0 - wrong.mean()),
+            # the α-weighted ensemble of the members' cross-fitted dev predictions (honest)
+            "ensemble_dev_accuracy": float(np.mean(ens_dev.argmax(axis=1) == y_dev)),
             "large_error": self.large_error.tolist(),
             "n_candidates": 0,
             "train_seconds": trained_s,
@@ -455,23 +566,62 @@ class PRBoostLoop:
                 kwargs["dev_weights"] = self.weights
             if "covered" in accepts:
                 kwargs["covered"] = L.covered()
-            candidates = data.proposer.propose(
-                instance_indices=self.large_error,
-                dev=data.dev,
-                pool_corpus=data.pool_corpus,
-                dev_corpus=data.dev_corpus,
-                accepted=self.rules,
-                judged=self.judged,
-                n_classes=c.n_classes,
-                k=c.candidates_per_round,
-                **kwargs,
-            )
+            if "pool_proba" in accepts:  # the model's view of the pool, for precision priors
+                kwargs["pool_proba"] = self.predict_proba(data.pool_X)
+            instances = self.large_error
+            factor = 1
+            while True:
+                candidates = data.proposer.propose(
+                    instance_indices=instances,
+                    dev=data.dev,
+                    pool_corpus=data.pool_corpus,
+                    dev_corpus=data.dev_corpus,
+                    accepted=self.rules,
+                    judged=self.judged,
+                    n_classes=c.n_classes,
+                    k=c.candidates_per_round,
+                    **kwargs,
+                )
+                factor *= 2
+                if (
+                    len(candidates) >= c.candidates_per_round
+                    or factor > c.widen_max
+                    or instances.size >= wrong.size
+                ):
+                    break
+                instances = self._widened(wrong, c.n_large_error * factor, labels, c.seed + t)
             self.reviews.extend(Review(candidate=cand, round=t) for cand in candidates)
             record["n_candidates"] = len(candidates)
+            record["n_instances"] = int(instances.size)
         record["seconds"] = time.perf_counter() - started
         self.history.append(record)
         progress(1.0, f"round {t}: err {err:.3f}, α {alpha:.2f}, {record['n_candidates']} proposed")
         return record
+
+    def _refresh_dev_probas(self, data: LoopData) -> None:
+        """Keep one (n_dev, K) dev prediction per earlier member. When the dev set changed since
+        (gold examples added or removed) or a saved state has none, the member's own predictions
+        on today's dev set stand in (cross-fitted only for the rounds since)."""
+        n_dev = len(data.dev)
+        fresh = []
+        for i, m in enumerate(self.members[: len(self.members) - 1]):
+            p = self.dev_probas[i] if i < len(self.dev_probas) else None
+            if p is None or p.shape[0] != n_dev:
+                p = m.model.predict_proba(data.dev_X)
+            fresh.append(p)
+        self.dev_probas = fresh
+
+    def _widened(
+        self, wrong: np.ndarray, n: int, labels: np.ndarray | None, seed: int
+    ) -> np.ndarray:
+        """n instances to propose from when the large-error set gave too few candidates: every
+        misclassified one first (heaviest first), then the correctly classified dev examples
+        with the largest weights (the ones boosting is closest to losing)."""
+        first = large_error_indices(self.weights, wrong, n, labels=labels, seed=seed)
+        if first.size >= n:
+            return first
+        rest = large_error_indices(self.weights, ~wrong, n - first.size, labels=labels, seed=seed)
+        return np.concatenate([first, rest])
 
     def _check_data(self, data: LoopData) -> None:
         if len(data.dev) != self.weights.size:
@@ -545,12 +695,17 @@ class PRBoostLoop:
             self.run_round(data, propose=False, progress=scaled(progress, 0.0, 0.5))
         c = self.config
         teacher = self.teacher_proba(data)
+        X_pool, X_dev, make_model = data.pool_X, data.dev_X, lambda: self._make_model(10_000)
+        if c.final_model == "finetune":
+            X_pool = model_texts(data.pool_corpus.texts, data.pool_corpus.entities)
+            X_dev = model_texts(data.dev.texts, data.dev.entities)
+            make_model = self._make_finetuned
         result = self_train(
             teacher,
-            data.pool_X,
-            data.dev_X,
+            X_pool,
+            X_dev,
             data.dev.labels,
-            make_model=lambda: self._make_model(10_000),
+            make_model=make_model,
             temperature=c.temperature,
             threshold=c.threshold,
             max_per_class=c.max_per_class,
@@ -560,10 +715,19 @@ class PRBoostLoop:
         )
         self.final = FinalModel(
             model=result.model,
-            pool_proba=result.model.predict_proba(data.pool_X),
+            pool_proba=result.model.predict_proba(X_pool),
             kept=result.kept,
         )
         return self.final
+
+    def _make_finetuned(self) -> FineTunedEncoder:
+        c = self.config
+        return FineTunedEncoder(
+            n_classes=c.n_classes,
+            model_name=c.finetune_model,
+            epochs=c.finetune_epochs,
+            seed=c.seed,
+        )
 
     def teacher_proba(self, data: LoopData) -> np.ndarray:
         """(n_pool, K) the probabilities the final model's pseudo-labels come from (see
@@ -590,6 +754,8 @@ class PRBoostLoop:
             "weights": self.weights,
             "large_error": self.large_error,
         }
+        for i, p in enumerate(self.dev_probas):
+            arrays[f"devproba{i}"] = p
         for i, m in enumerate(self.members):
             arrays.update({f"member{i}_{k}": v for k, v in m.model.state().items()})
             for f, fm in enumerate(m.fold_models):
@@ -608,8 +774,12 @@ class PRBoostLoop:
                     "arrays": sorted(cand),
                 }
             )
-        if self.final is not None:
+        if self.final is not None and self.final.on_texts:
+            blob = self.final.model.state_bytes()
+            arrays["finetuned_state"] = np.frombuffer(blob, dtype=np.uint8)
+        elif self.final is not None:
             arrays.update({f"final_{k}": v for k, v in self.final.model.state().items()})
+        if self.final is not None:
             arrays["final_pool_proba"] = self.final.pool_proba
             arrays["final_kept"] = self.final.kept
         state = {
@@ -677,6 +847,9 @@ class PRBoostLoop:
                 round=m["round"], model=model, alpha=m["alpha"], err=m["err"], fold_models=folds
             )
             loop.members.append(member)
+        loop.dev_probas = [
+            arrays[f"devproba{i}"] for i in range(len(loop.members)) if f"devproba{i}" in arrays
+        ]
         loop._members_rules = state["members_rules"]
         loop.history = state["history"]
         for i, r in enumerate(state["reviews"]):
@@ -691,10 +864,16 @@ class PRBoostLoop:
             )
         if state["finalized"]:
             sub = {k[len("final_") :]: v for k, v in arrays.items() if k.startswith("final_")}
-            loop.final = FinalModel(
-                model=EmbeddingClassifier.from_state(
+            if "finetuned_state" in arrays:
+                model: Any = loop._make_finetuned().load_state_bytes(
+                    arrays["finetuned_state"].tobytes()
+                )
+            else:
+                model = EmbeddingClassifier.from_state(
                     {k: v for k, v in sub.items() if k.startswith(("cfg_", "param_"))}
-                ),
+                )
+            loop.final = FinalModel(
+                model=model,
                 pool_proba=arrays["final_pool_proba"],
                 kept=arrays["final_kept"],
             )
@@ -755,6 +934,13 @@ def _candidate_from_fields(fields: dict[str, Any], arrays: dict[str, np.ndarray]
     values["rule"] = rule_from_dict(values["rule"])
     values.update(arrays)
     return Candidate(**values)
+
+
+def model_texts(texts: Sequence[str], entities: Sequence | None) -> list[str]:
+    """What a text-reading model sees: the texts, entity-marked for relation extraction."""
+    if entities is None:
+        return list(texts)
+    return [mark_entities(t, h, tl) for t, (h, tl) in zip(texts, entities)]
 
 
 def _atomic_write(target: Path, write: Callable[[Any], None]) -> None:

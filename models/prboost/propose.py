@@ -2,7 +2,7 @@
 
 Three proposers share one interface (``Proposer.propose``):
 
-- ``PromptProposer`` (default): every template x every instance x each of the instance's top-k LM
+- ``PromptProposer``: every template x every instance x each of the instance's top-k LM
   answer words (read from the dev answer index: no inference) gives a ``PromptRule`` labeled with
   the instance's gold label. Needs a causal LM's answer index on the pool and dev corpora; computes
   it (cached) when a corpus has none.
@@ -15,10 +15,13 @@ Ranking (``rank_candidates``), the part that separates good rules from noise:
 1. drop candidates whose key (``rule_key``) was already judged or accepted, merge duplicates
    (same rule from several instances: the first source is kept as evidence);
 2. match all candidates on the pool and the dev set (one engine call each);
-3. dev precision, leave-one-out: the source instance proposed the rule, so it is no evidence for
-   it. Counts are weighted by the current boosting weights normalized to mean 1 (uniform when not
-   given), so rules that agree with the heavily weighted, still misclassified examples gain most.
-   Posterior Beta(a + correct, b + wrong) with prior (a, b) = (1, 1); ``dev_precision`` is its mean;
+3. precision, shrunk toward a prior: a Beta posterior whose prior is centred on the rule's
+   agreement with the current model on its pool matches (mean p_model(label | x), given as
+   ``pool_proba``; ``ScoringConfig.prior_strength`` pseudo-counts) and updated with the rule's
+   dev matches, leave-one-out (the source instance proposed the rule, so it is no evidence for
+   it). A rule seen on two dev examples is not trusted as if proven; where dev says nothing the
+   pool's view decides. Without ``pool_proba`` the prior is Beta(1, 1). ``dev_precision`` is the
+   posterior mean;
 4. novelty: the share of the rule's pool matches that no accepted rule covers;
 5. score (an expected gain): P(precision >= tau) under that posterior (tau = 0.6, the acceptance
    bar) x log(1 + new pool matches). A rule that probably passes review and labels many uncovered
@@ -55,6 +58,7 @@ from models.prboost.templates import (
     DEFAULT_TEMPLATES,
     Template,
 )
+from models.prboost.tokenize import Token, is_stable, ngram_spans, phrase, tokenize
 
 __all__ = [
     "Candidate",
@@ -121,7 +125,15 @@ def rule_key(rule: Rule) -> str:
 class ScoringConfig:
     """Knobs of ``rank_candidates`` (module doc, steps 3-6)."""
 
-    prior: tuple[float, float] = (1.0, 1.0)  # Beta prior of a rule's precision
+    prior: tuple[float, float] = (1.0, 1.0)  # Beta prior of a rule's precision (no pool view)
+    # With the model's pool probabilities (``pool_proba``), the prior is centred on the rule's
+    # agreement with the model on its pool matches (mean p_model(label | x), clipped to
+    # [0.05, 0.95]) with this many pseudo-counts: dev evidence (a handful of matches) moves it
+    # only as far as it deserves. Not tuned on any set: 4 = a rule needs 4 dev matches to
+    # weigh as much as the pool's view.
+    prior_strength: float = 4.0
+    # count dev matches weighted by the boosting weights (the first build) instead of once each
+    weighted_counts: bool = False
     tau: float = 0.6  # the precision a rule needs to be worth accepting
     max_jaccard: float = 0.8  # drop candidates this redundant with a better one
     min_pool_matches: int = 1  # a rule must label at least this many pool examples
@@ -183,19 +195,28 @@ def rank_candidates(
     covered: np.ndarray | None = None,
     config: ScoringConfig = ScoringConfig(),
     proposer: str | Sequence[str] = "",
+    pool_proba: np.ndarray | None = None,
 ) -> list[Candidate]:
     """Score, filter and rank raw candidate rules (module doc); the best ``k`` as ``Candidate``s.
 
     ``sources[j]``/``answer_words[j]``: the dev instance and LM word behind ``rules[j]``;
     ``proposer``: the proposer's name, or one name per rule (candidates of several proposers).
     ``covered``: (n_pool,) bool pool coverage of the accepted rules (computed when None).
+    ``pool_proba``: (n_pool, K) the current model's probabilities on the pool; the precision
+    prior is then centred on the rule's agreement with it (``ScoringConfig.prior_strength``).
     """
     dev_labels = np.asarray(dev_labels, dtype=np.int64)
     proposers = [proposer] * len(rules) if isinstance(proposer, str) else list(proposer)
     n_pool, n_dev = len(pool_corpus), len(dev_corpus)
     if dev_labels.shape != (n_dev,):
         raise ValueError(f"dev_labels has {dev_labels.shape} entries for {n_dev} dev examples")
-    w = _weights(dev_weights, n_dev)
+    w = _weights(dev_weights, n_dev)  # validated even when unused
+    if not config.weighted_counts:
+        w = np.ones(n_dev)
+    if pool_proba is not None:
+        pool_proba = np.asarray(pool_proba, dtype=np.float64)
+        if pool_proba.ndim != 2 or pool_proba.shape[0] != n_pool:
+            raise ValueError(f"pool_proba must be (n_pool={n_pool}, K), not {pool_proba.shape}")
     skip = set(judged) | {rule_key(r) for r in accepted}
     uniq: dict[str, int] = {}
     for j, rule in enumerate(rules):
@@ -214,7 +235,6 @@ def rank_candidates(
     if covered.shape != (n_pool,):
         raise ValueError(f"covered must be a ({n_pool},) bool mask of the pool")
 
-    a, b = config.prior
     rows = []
     for c, j in enumerate(keep):
         rule, src = cand_rules[c], int(sources[j])
@@ -227,6 +247,11 @@ def rank_candidates(
         hit = dev_labels[labeled] == rule.label
         correct_w = float(w[labeled][hit].sum())
         wrong_w = float(w[labeled][~hit].sum())
+        if pool_proba is not None and rule.label < pool_proba.shape[1]:
+            agree = float(np.clip(pool_proba[pm, rule.label].mean(), 0.05, 0.95))
+            a, b = config.prior_strength * agree, config.prior_strength * (1.0 - agree)
+        else:
+            a, b = config.prior
         alpha, beta = a + correct_w, b + wrong_w
         p_mean = alpha / (alpha + beta)
         p_good = float(1.0 - betainc(alpha, beta, config.tau))  # P(precision >= tau)
@@ -337,6 +362,7 @@ class RankedProposer(ABC):
         k: int,
         dev_weights: np.ndarray | None = None,
         covered: np.ndarray | None = None,
+        pool_proba: np.ndarray | None = None,
     ) -> list[Candidate]:
         raw = self.raw_candidates(
             instance_indices=instance_indices,
@@ -359,6 +385,7 @@ class RankedProposer(ABC):
             covered=covered,
             config=self.scoring,
             proposer=raw.proposers,
+            pool_proba=pool_proba,
         )
 
 
@@ -539,35 +566,44 @@ class MaskedLMProposer(_AnswerProposer):
 
 
 # --------------------------------------------------------------------------- n-grams
-_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
-
-
 # Question words carry the class of a question ("how many" asks for a number, "who" for a
 # person), so the n-grams count them as content words although stop-word lists hold them.
 QUESTION_WORDS = frozenset({"who", "whom", "whose", "what", "which", "where", "when", "why", "how"})
 
 
-def _tokens(text: str) -> list[str]:
-    return [t.lower() for t in _WORD.findall(text)]
+def _tokens(text: str) -> list[Token]:
+    """The words of a text as the matcher sees them (``tokenize.tokenize``)."""
+    return tokenize(text)
+
+
+def _usable(token: str) -> bool:
+    """A word an n-gram may hold: no digits or underscores (numbers become regex rules) and
+    unchanged by the matcher's normalization."""
+    return not any(ch.isdigit() or ch == "_" for ch in token) and is_stable(token)
 
 
 def _ngrams(text: str, max_n: int) -> list[str]:
     """Uni- to ``max_n``-grams of a text, shortest first: unigrams that are not stop words, longer
     ones that neither start nor end with a stop word, except after a leading question word
-    ("how many", "what country")."""
+    ("how many", "what country"). Only words the text joins with one space form an n-gram, so
+    every n-gram matches the text it came from (``tokenize``)."""
     tokens = _tokens(text)
+    texts = [t.text for t in tokens]
     words = stop_words()
-    stop = [(t in words and t not in QUESTION_WORDS) or len(t) < 2 for t in tokens]
+    ok = [_usable(t) for t in texts]
+    stop = [(t in words and t not in QUESTION_WORDS) or len(t) < 2 for t in texts]
     out: list[str] = []
     for n in range(1, max_n + 1):
-        for s in range(len(tokens) - n + 1):
-            first, last = stop[s], stop[s + n - 1]
-            if n == 1:
-                if first or (len(tokens[s]) < 3 and tokens[s] not in QUESTION_WORDS):
-                    continue
-            elif all(stop[s : s + n]) or (tokens[s] not in QUESTION_WORDS and (first or last)):
+        for s, e in ngram_spans(tokens, n):
+            if not all(ok[s:e]):
                 continue
-            out.append(" ".join(tokens[s : s + n]))
+            first, last = stop[s], stop[e - 1]
+            if n == 1:
+                if first or (len(texts[s]) < 3 and texts[s] not in QUESTION_WORDS):
+                    continue
+            elif all(stop[s:e]) or (texts[s] not in QUESTION_WORDS and (first or last)):
+                continue
+            out.append(phrase(tokens, s, e))
     return list(dict.fromkeys(out))
 
 
@@ -605,10 +641,12 @@ def _between_ngrams(text: str, max_n: int) -> list[str]:
     """Uni- to ``max_n``-grams of the text between two entities, longest first, stop words
     allowed anywhere: prepositions are what carry a relation ("into", "caused by", "part of")."""
     tokens = _tokens(text)
+    ok = [_usable(t.text) for t in tokens]
     out: list[str] = []
     for n in range(min(max_n, len(tokens)), 0, -1):
-        for s in range(len(tokens) - n + 1):
-            out.append(" ".join(tokens[s : s + n]))
+        for s, e in ngram_spans(tokens, n):
+            if all(ok[s:e]):
+                out.append(phrase(tokens, s, e))
     return list(dict.fromkeys(out))
 
 

@@ -112,12 +112,16 @@ def self_train(
 
 
 def _take(inputs, idx: np.ndarray):
-    if isinstance(inputs, np.ndarray):
+    if hasattr(inputs, "shape"):  # a dense array or a sparse matrix
         return inputs[idx]
     return [inputs[i] for i in idx]
 
 
 def _concat(a, b):
+    import scipy.sparse as sp
+
+    if sp.issparse(a) or sp.issparse(b):
+        return sp.vstack([sp.csr_matrix(a), sp.csr_matrix(b)], format="csr")
     if isinstance(a, np.ndarray):
         return np.concatenate([a, b])
     return list(a) + list(b)

@@ -93,10 +93,41 @@ def test_large_error_indices_are_heaviest_misclassified_first():
     assert large_error_indices(w, wrong, 0).size == 0
 
 
-def test_large_error_ties_keep_index_order():
-    w = np.full(6, 1 / 6)
-    wrong = np.array([False, True, True, False, True, True])
-    np.testing.assert_array_equal(large_error_indices(w, wrong, 2), [1, 2])
+def test_large_error_ties_follow_a_seeded_random_order_not_file_order():
+    w = np.full(200, 1 / 200)
+    wrong = np.ones(200, dtype=bool)
+    picks = [tuple(large_error_indices(w, wrong, 10, seed=s)) for s in range(5)]
+    assert picks[0] == tuple(large_error_indices(w, wrong, 10, seed=0))  # deterministic
+    assert len(set(picks)) == 5  # the seed decides, not the index
+    assert picks[0] != tuple(range(10))
+    # heavier examples still come first
+    w2 = w.copy()
+    w2[150] = 0.5
+    assert large_error_indices(w2, wrong, 3, seed=1)[0] == 150
+
+
+def test_large_error_spreads_over_classes_of_a_class_sorted_dev_file():
+    labels = np.repeat([0, 1, 2], 50)  # a dev file sorted by class
+    w = np.full(150, 1 / 150)
+    wrong = np.ones(150, dtype=bool)
+    idx = large_error_indices(w, wrong, 9, labels=labels, seed=0)
+    assert np.bincount(labels[idx], minlength=3).tolist() == [3, 3, 3]
+    # the heaviest of a class still leads when weights differ
+    w2 = w.copy()
+    w2[120] = 0.3
+    assert large_error_indices(w2, wrong, 3, labels=labels, seed=0)[0] == 120
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 1000), st.integers(2, 5))
+def test_large_error_returns_distinct_misclassified(n, seed, k):
+    rng = np.random.default_rng(seed)
+    w = rng.random(60)
+    wrong = rng.random(60) < 0.5
+    labels = rng.integers(0, k, 60)
+    idx = large_error_indices(w, wrong, n, labels=labels, seed=seed)
+    assert idx.size == min(n, int(wrong.sum())) and len(set(idx.tolist())) == idx.size
+    assert np.all(wrong[idx])
 
 
 class _Const:

@@ -199,12 +199,17 @@ def test_redundant_rules_under_another_template_are_dropped():
     assert sorted(c.answer_word for c in cands) == ["creating", "money"]
 
 
-def test_dev_weights_scale_the_evidence():
+def test_dev_weights_scale_the_evidence_only_when_asked():
     w = np.array([1, 1, 1, 1, 1, 1.0])
-    even = _propose(PromptProposer(), [0], dev_weights=w)[0]
-    heavy = _propose(PromptProposer(), [0], dev_weights=np.array([1, 1, 1, 1, 20, 1.0]))[0]
+    heavy_w = np.array([1, 1, 1, 1, 20, 1.0])
+    weighted = PromptProposer(scoring=ScoringConfig(weighted_counts=True))
+    even = _propose(weighted, [0], dev_weights=w)[0]
+    heavy = _propose(weighted, [0], dev_weights=heavy_w)[0]
     assert heavy.answer_word == "money"
     assert heavy.dev_precision > even.dev_precision
+    # the default counts each dev match once (issue 9: weighted counts made estimates noisy)
+    plain = _propose(PromptProposer(), [0], dev_weights=heavy_w)[0]
+    assert plain.dev_precision == _propose(PromptProposer(), [0], dev_weights=w)[0].dev_precision
     with pytest.raises(ValueError, match="dev_weights"):
         _propose(PromptProposer(), [0], dev_weights=np.ones(3))
 

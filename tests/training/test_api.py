@@ -29,7 +29,7 @@ def test_members_list_rounds_with_metrics(client, project, annotator, rounds):
     assert data[0]["metrics"] == {"coverage": 0.3} and data[0]["alpha"] == 2.0
     summary = client.get(f"/api/v1/projects/{project.pk}/training/").json()
     assert summary["current_round"]["number"] == 1
-    assert summary["settings"]["proposer"] == "causal"
+    assert summary["settings"]["proposer"] == "ngram"
 
 
 def test_annotators_cannot_launch_or_change_settings(client, project, annotator):

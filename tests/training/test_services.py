@@ -209,3 +209,31 @@ def test_gold_examples_added_to_dev_between_rounds_join_the_boosting_weights(you
     assert weights.size == before.size + 3
     assert weights.sum() == pytest.approx(1.0)
     assert second.metrics["n_dev"] == 63
+
+
+def test_end_model_setting_picks_the_features_and_a_run_keeps_its_own(youtube_project):
+    import scipy.sparse as sp
+
+    from apps.training.data import compute_features, load_project_data
+    from apps.training.prboost_settings import prboost_settings
+
+    _no_seed_votes(youtube_project)
+    settings = youtube_project.settings
+    settings["prboost"]["end_model"] = "tfidf"
+    youtube_project.save(update_fields=["settings"])
+    data = load_project_data(youtube_project)
+    features = compute_features(data, prb=prboost_settings(youtube_project))
+    assert features.kind == "tfidf" and sp.issparse(features.pool_X)
+    auto = compute_features(data, prb={**prboost_settings(youtube_project), "end_model": "auto"})
+    assert auto.kind in ("encoder", "tfidf")  # chosen by cross-validation inside dev
+
+    first = services.run_round(project=youtube_project)
+    assert services.load_loop_state(first.state_path).config.features == "tfidf"
+    settings["prboost"]["end_model"] = "encoder"  # changed mid-run: the run keeps TF-IDF
+    youtube_project.save(update_fields=["settings"])
+    messages = []
+    second = services.run_round(project=youtube_project, log=messages.append)
+    assert "keeps its tfidf features" in " ".join(messages)
+    assert services.load_loop_state(second.state_path).config.features == "tfidf"
+    labels = services.finalize(project=youtube_project)
+    assert labels is not None

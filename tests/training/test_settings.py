@@ -38,6 +38,8 @@ def test_valid_settings_are_stored_under_prboost(project, admin_user):
         ({"templates": [{"id": "x", "text": "no slot"}]}, "templates"),
         ({"templates": [{"id": "x", "text": "{text} {e1}"}]}, "templates"),
         ({"auto_next_round": "yes"}, "auto_next_round"),
+        ({"end_model": "gpt"}, "end_model"),
+        ({"encoder": 3}, "encoder"),
     ],
 )
 def test_bad_settings_are_refused_with_a_message_and_change_nothing(
@@ -48,6 +50,16 @@ def test_bad_settings_are_refused_with_a_message_and_change_nothing(
     assert field in caught.value.message_dict
     project.refresh_from_db()
     assert "prboost" not in project.settings
+
+
+def test_defaults_are_the_ngram_proposer_and_an_end_model_chosen_on_dev(project, admin_user):
+    assert DEFAULTS["proposer"] == "ngram" and DEFAULTS["end_model"] == "auto"
+    services.update_prboost_settings(
+        project=project, user=admin_user, data={"end_model": "tfidf", "encoder": "  x/y "}
+    )
+    project.refresh_from_db()
+    stored = project.settings["prboost"]
+    assert stored["end_model"] == "tfidf" and stored["encoder"] == "x/y"
 
 
 def test_annotators_cannot_change_settings(project, annotator):
