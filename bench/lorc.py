@@ -33,10 +33,11 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench._report import machine, markdown_table
 
 ROOT = Path(__file__).resolve().parent
 JSON_PATH = ROOT / "results" / "lorc.json"
@@ -46,26 +47,6 @@ PNG_PATH = ROOT / "RESULTS-lorc.png"
 WINDOW = 512
 PREFILL = 64
 CEILING = 1.04  # default schedule: calibration perplexity within +4% of the full model
-
-
-def _machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def _table(headers: list[str], rows: list[list[object]]) -> str:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    fmt = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([fmt(cells[0]), sep] + [fmt(r) for r in cells[1:]])
 
 
 # --------------------------------------------------------------------------- memory probes
@@ -361,7 +342,7 @@ def run(args) -> dict:
 
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": _machine(),
+        "machine": machine(),
         "device": device,
         "dtype": str(model.dtype).removeprefix("torch."),
         "threads": args.threads,
@@ -505,7 +486,7 @@ def render(res: dict) -> str:
         f"`top1`/`overlap`: the PRBoost proposer's top-10 answer words on {res['answer_texts']} "
         f"wrench-trec dev texts × templates {', '.join(res['templates'])}, vs the full model.",
         "",
-        _table(
+        markdown_table(
             ["setting", "storage", "B/token", "saved"]
             + [f"ppl {s}" for s in srcs]
             + ["Δppl", "top1", "overlap"],
@@ -516,7 +497,7 @@ def render(res: dict) -> str:
         "",
         "## Targets",
         "",
-        _table(["target", "measured", "met"], targets(res)),
+        markdown_table(["target", "measured", "met"], targets(res)),
         "",
     ]
     if res["speed"]:
@@ -544,7 +525,7 @@ def render(res: dict) -> str:
                 else []
             ),
             "",
-            _table(
+            markdown_table(
                 [
                     "setting",
                     "batch",

@@ -21,34 +21,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from bench._report import machine, markdown_table
+
 DATASETS = ("wrench-youtube", "wrench-sms", "wrench-trec", "wrench-semeval")
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def _table(headers: list[str], rows: list[list[object]]) -> str:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    fmt = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([fmt(cells[0]), sep] + [fmt(r) for r in cells[1:]])
 
 
 # --------------------------------------------------------------------------- 1. LM pass
@@ -102,7 +83,7 @@ def bench_pass(data: Path, n_texts: int) -> str:
         f"{template.id}, {len(prompts)} wrench-youtube dev texts, {n_tok:.0f} tokens/prompt "
         f"on average; model load {load_s:.1f} s\n\n"
     )
-    return head + _table(["threads", "batch", "prompts/s", "ms/prompt"], rows)
+    return head + markdown_table(["threads", "batch", "prompts/s", "ms/prompt"], rows)
 
 
 # --------------------------------------------------------------------------- 2. matching
@@ -159,7 +140,7 @@ def bench_match(n_docs: int, n_rules: int = 200, seed: int = 0) -> str:
         f"(Zipf 1.1), {n_rules} rules; synthetic answers {gen_s:.1f} s, inverted index built in "
         f"{build_s:.2f} s\n\n"
     )
-    return head + _table(["operation", "ms/rule", "mean matches"], rows)
+    return head + markdown_table(["operation", "ms/rule", "mean matches"], rows)
 
 
 # --------------------------------------------------------------------------- 3. templates
@@ -262,7 +243,7 @@ def bench_templates(data: Path, dev_cap: int, top: int = 10) -> tuple[str, dict]
         f"Templates, each alone: dev sets capped at {dev_cap} examples, two halves (propose on "
         f"one, grade the top-{top} candidates on the other, swap)\n\n"
     )
-    table = _table(
+    table = markdown_table(
         ["dataset", "template", "style", "precision@10", "accepted share", "coverage", "n"], rows
     )
     return head + table, summary
@@ -300,7 +281,7 @@ def main(argv: list[str]) -> int:
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     out = [
-        f"# prboost_answers — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\nMachine: {_machine()}; "
+        f"# prboost_answers — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\nMachine: {machine()}; "
         f"torch {torch.__version__}\n"
     ]
     texts: dict[str, str] = {}
@@ -311,7 +292,7 @@ def main(argv: list[str]) -> int:
             text = bench_match(args.docs)
         else:
             text, _ = bench_templates(args.data, args.dev_cap)
-        text = f"{text}\n(run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {_machine()})\n"
+        text = f"{text}\n(run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()})\n"
         texts[s] = text
         print(text, flush=True)
         out.append(_marked(s, text))

@@ -39,4 +39,7 @@ def lm_project(project, settings, tiny_lm_dir, tmp_path):
         rows.append(Example(project=project, external_id=f"e{i}", split=split,
                             text=" ".join(words) + "."))  # fmt: skip
     Example.objects.bulk_create(rows)
+    # The web default proposes n-grams; LoRC compresses the causal LM of LM prompting.
+    project.settings = {**(project.settings or {}), "prboost": {"proposer": "causal"}}
+    project.save(update_fields=["settings"])
     return project

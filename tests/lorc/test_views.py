@@ -80,6 +80,13 @@ def test_admin_switches_the_proposer_to_a_listed_model_and_back(client, project,
                "eval_tokens": 2048}  # fmt: skip
     m = CompressedLM.objects.create(project=project, artifact=artifact, metrics=metrics)
     client.force_login(admin_user)
+    # With the default n-gram proposer there is no LM to compress: a clear refusal.
+    refused = client.post(
+        f"/projects/{project.pk}/lorc/proposer/", {"model": str(m.pk)}, HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert "The proposer is not a causal LM" in refused
+    project.settings = {**(project.settings or {}), "prboost": {"proposer": "causal"}}
+    project.save(update_fields=["settings"])
     html = client.get(f"/projects/{project.pk}/lorc/").content.decode()
     assert "60%" in html and "15.40 → 16.10" in html and "Use for proposer" in html
     response = client.post(
