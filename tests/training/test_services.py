@@ -153,11 +153,41 @@ def test_refresh_labels_labels_the_covered_pool_and_keeps_finalized_labels(youtu
     pool = Example.objects.filter(project=youtube_project, split="pool")
     assert 0 < result["covered"] <= pool.count()
     assert pool.filter(label_source="rules").count() == result["covered"]
+    assert result["summary"] == f"{result['written']:,} labels written."
     services.finalize(project=youtube_project)
-    services.refresh_labels(project=youtube_project)
+    kept = services.refresh_labels(project=youtube_project)
     assert not pool.filter(label_source="rules").exists()
+    # Nothing written, and the job says why and how to change it.
+    assert kept["written"] == 0
+    assert "already has a finalized model label" in kept["summary"]
+    assert "overwrite model labels" in kept["summary"]
     services.refresh_labels(project=youtube_project, overwrite_model_labels=True)
     assert pool.filter(label_source="rules").count() == result["covered"]
+
+
+def test_refresh_labels_reports_progress_while_loading_examples(youtube_project, monkeypatch):
+    from apps.training import data as training_data
+
+    monkeypatch.setattr(training_data, "LOAD_CHUNK", 100)
+    messages = []
+    services.refresh_labels(
+        project=youtube_project, progress=lambda frac, msg="": messages.append((frac, msg))
+    )
+    loading = [(f, m) for f, m in messages if m.startswith("Loading examples (")]
+    assert [m for _, m in loading] == [
+        "Loading examples (100 of 360)",
+        "Loading examples (200 of 360)",
+        "Loading examples (300 of 360)",
+    ]
+    fracs = [f for f, _ in loading]
+    assert fracs == sorted(fracs) and 0 < fracs[0] < fracs[-1] < 0.05
+
+
+def test_refresh_labels_without_rules_says_so(youtube_project):
+    _no_seed_votes(youtube_project)
+    result = services.refresh_labels(project=youtube_project)
+    assert result["written"] == 0
+    assert "no accepted rules" in result["summary"]
 
 
 def test_one_training_job_at_a_time_and_only_admins_launch(youtube_project, annotator, admin_user):
