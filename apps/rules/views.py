@@ -25,6 +25,7 @@ from apps.rules import selectors, services
 from apps.rules.describe import label_names
 from apps.rules.highlight import highlight_rule
 from apps.rules.models import DecisionAction, RuleKind, RuleOrigin, RuleStatus
+from apps.rules.precision import PRECISION_HELP, dev_precision_text, stats_precision_text
 from models.prboost.rules import rule_from_dict
 
 SAMPLE_CHARS = 320
@@ -311,8 +312,12 @@ def rule_list(request, project_id: int):
     for rule in page.object_list:
         stats = rule.stats or {}
         rule.coverage_text = _percent(stats.get("coverage"))
-        rule.precision_text = _percent(stats.get("dev_precision"))
+        rule.precision_text = stats_precision_text(stats)
     query = {k: v for k, v in filters.items() if v is not None}
+    seeds = selectors.seed_rules(project=project)
+    for seed in seeds:
+        seed.coverage_text = _percent(seed.coverage)
+        seed.precision_text = dev_precision_text(correct=seed.dev_correct, matched=seed.dev_matched)
     context = {
         "project": project,
         "page": page,
@@ -324,6 +329,9 @@ def rule_list(request, project_id: int):
         "kinds": RuleKind.choices,
         "labels": label_names(project),
         "current_round": selectors.current_round(project=project),
+        "seeds": seeds,
+        "seeds_use": selectors.seed_rules_use(project=project) if seeds else "",
+        "precision_help": PRECISION_HELP,
     }
     if _wants_region(request):
         return _render(request, "rules/list.html#table", context)

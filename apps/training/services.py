@@ -565,6 +565,7 @@ def _run_round(*, project: Project, rnd: Round, job, progress: Progress, log: Lo
         "coverage": record.get("coverage"),
         "covered": record.get("covered"),
         "n_rules": record.get("n_rules"),
+        "seed_votes": int(loop.n_seed_votes),  # imported rule votes used as seed rules
         "candidates_proposed": len(candidates),
         "large_error": len(record.get("large_error", [])),
         "n_pool": len(data.pool),

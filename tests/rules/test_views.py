@@ -167,6 +167,34 @@ def test_rules_list_filters_and_shows_who_decided(client, project, suggestions, 
     assert client.get(url, {"q": "channel"}).content.decode().count('class="badge rule-') == 1
 
 
+def test_rules_list_shows_imported_rule_votes_as_seed_rules_with_stats(
+    client, project, examples, annotator
+):
+    from apps.datasets.models import Example
+
+    for example in Example.objects.filter(project=project).exclude(split="test"):
+        text = example.text
+        example.votes = {
+            "external": [1 if "subscribe" in text else -1, 0 if "check" in text else -1]
+        }
+        example.save(update_fields=["votes"])
+    client.force_login(annotator)
+    page = client.get(reverse("rules:list", args=[project.pk])).content.decode()
+    assert "Seed rules" in page and "Used as seed rules from the first boosting round." in page
+    # Column 1 votes SPAM on 3 of 8 pool texts and is right on its 1 dev match (smoothed 2/3).
+    assert "37.5%" in page and "66.7% (1 of 1 dev)" in page
+    # Column 2 votes HAM on "check" texts: 1 pool match, wrong on its 1 dev match (1/3).
+    assert "12.5%" in page and "33.3% (0 of 1 dev)" in page
+    assert page.count('class="badge rule-seed"') == 3  # the heading's and one per seed rule
+    assert "(correct + 1) / (matched gold dev examples + 2)" in page  # the tooltip
+
+
+def test_rules_list_hides_seed_rules_without_imported_votes(client, project, examples, annotator):
+    client.force_login(annotator)
+    page = client.get(reverse("rules:list", args=[project.pk])).content.decode()
+    assert "Seed rules" not in page
+
+
 def test_rule_detail_shows_decision_history(client, project, suggestions, annotator):
     services.decide(rule=suggestions[0], user=annotator, action="reject", expected_version=1)
     client.force_login(annotator)

@@ -148,7 +148,14 @@ def test_finalize_writes_model_labels_with_the_round_that_made_them(youtube_proj
 
 
 def test_refresh_labels_labels_the_covered_pool_and_keeps_finalized_labels(youtube_project):
-    services.run_round(project=youtube_project)  # with the 10 imported rule votes as seeds
+    rnd = services.run_round(project=youtube_project)  # with the 10 imported rule votes as seeds
+    assert rnd.metrics["seed_votes"] == 10
+    from apps.rules import selectors as rule_selectors
+
+    assert len(rule_selectors.seed_rules(project=youtube_project)) == 10
+    assert rule_selectors.seed_rules_use(project=youtube_project) == (
+        "Used as seed rules by the rounds up to round 1."
+    )
     result = services.refresh_labels(project=youtube_project)
     pool = Example.objects.filter(project=youtube_project, split="pool")
     assert 0 < result["covered"] <= pool.count()
