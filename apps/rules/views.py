@@ -38,6 +38,7 @@ def _wants_region(request) -> bool:
 
 
 def _render(request, template: str, context: dict, status: int = 200):
+    context = {"precision_help": PRECISION_HELP, **context}
     response = render(request, template, context, status=status)
     patch_vary_headers(response, ["HX-Request"])
     return response
@@ -66,19 +67,8 @@ def _stats_rows(rule) -> list[tuple[str, str, str]]:
                 "share of the unlabeled pool the rule labels",
             )
         )
-    if "dev_precision" in stats:
-        detail = ""
-        if stats.get("dev_matches") is not None and "dev_correct" in stats:
-            detail = f" ({stats['dev_correct']} of {stats['dev_matches']} dev)"
-        elif stats.get("dev_labeled"):
-            detail = f" ({stats.get('dev_correct', 0)} of {stats['dev_labeled']} dev)"
-        rows.append(
-            (
-                "Dev precision (est.)",
-                _percent(stats["dev_precision"]) + detail,
-                "smoothed share of matched gold dev examples with this label",
-            )
-        )
+    if "dev_precision" in stats or "dev_correct" in stats:
+        rows.append(("Dev precision", stats_precision_text(stats), PRECISION_HELP))
     if stats.get("novelty") is not None:
         rows.append(("New", _percent(stats["novelty"]), "matches no accepted rule covers"))
     if stats.get("overlap") is not None:
@@ -331,7 +321,6 @@ def rule_list(request, project_id: int):
         "current_round": selectors.current_round(project=project),
         "seeds": seeds,
         "seeds_use": selectors.seed_rules_use(project=project) if seeds else "",
-        "precision_help": PRECISION_HELP,
     }
     if _wants_region(request):
         return _render(request, "rules/list.html#table", context)
