@@ -304,10 +304,6 @@ def rule_list(request, project_id: int):
         rule.coverage_text = _percent(stats.get("coverage"))
         rule.precision_text = stats_precision_text(stats)
     query = {k: v for k, v in filters.items() if v is not None}
-    seeds = selectors.seed_rules(project=project)
-    for seed in seeds:
-        seed.coverage_text = _percent(seed.coverage)
-        seed.precision_text = dev_precision_text(correct=seed.dev_correct, matched=seed.dev_matched)
     context = {
         "project": project,
         "page": page,
@@ -319,11 +315,16 @@ def rule_list(request, project_id: int):
         "kinds": RuleKind.choices,
         "labels": label_names(project),
         "current_round": selectors.current_round(project=project),
-        "seeds": seeds,
-        "seeds_use": selectors.seed_rules_use(project=project) if seeds else "",
     }
     if _wants_region(request):
         return _render(request, "rules/list.html#table", context)
+    # Seed rules (imported rule votes) sit above the table: the filters' swaps leave them be.
+    seeds = selectors.seed_rules(project=project)
+    for seed in seeds:
+        seed.coverage_text = _percent(seed.coverage)
+        seed.precision_text = dev_precision_text(correct=seed.dev_correct, matched=seed.dev_matched)
+    context["seeds"] = seeds
+    context["seeds_use"] = selectors.seed_rules_use(project=project) if seeds else ""
     return _render(request, "rules/list.html", context)
 
 
