@@ -411,7 +411,10 @@ def run_job(job_id: int, handler: Callable[[JobContext], dict | None]) -> None:
         ctx._finish(JobStatus.FAILED, message="Failed.", error=user_error(exc))
         return
     ctx.log(f"Succeeded in {time.monotonic() - started:.1f} s.")
-    if not ctx._finish(JobStatus.SUCCEEDED, progress=1.0, message="Done.", result=result):
+    # A task may say what it did in one line (``result["summary"]``), e.g. why nothing was written.
+    summary = result.get("summary") if isinstance(result, dict) else None
+    message = str(summary)[:500] if summary else "Done."
+    if not ctx._finish(JobStatus.SUCCEEDED, progress=1.0, message=message, result=result):
         logger.warning("job %s: finished, but the job was taken over meanwhile", job_id)
 
 

@@ -229,3 +229,85 @@ def rules_for_example(*, project, example) -> list[FiredRule]:
         except RuleError as exc:
             item.reason = str(exc)
     return out
+
+
+@dataclass
+class SeedRule:
+    """One imported rule vote column (e.g. a WRENCH labeling function) with its statistics."""
+
+    number: int  # 1-based column
+    labels: list[str]  # the labels it votes for
+    pool_matches: int
+    pool_total: int
+    dev_matched: int  # gold dev examples it votes on
+    dev_correct: int
+
+    @property
+    def coverage(self) -> float:
+        return self.pool_matches / self.pool_total if self.pool_total else 0.0
+
+
+def seed_rules(*, project: Project) -> list[SeedRule]:
+    """The project's imported rule votes (``Example.votes["external"]``) as seed rules, with
+    pool coverage and gold dev agreement; [] when the examples carry no such votes (or
+    different numbers of them, which training ignores too)."""
+    from apps.training.data import EXTERNAL_VOTES
+
+    names = label_names(project)
+    pool: list[list[int]] = []
+    dev: list[list[int]] = []
+    dev_gold: list[int] = []
+    rows = Example.objects.filter(project=project, split__in=("pool", "dev")).values_list(
+        "split", "votes", "gold_label"
+    )
+    for split, votes, gold in rows.iterator(chunk_size=5000):
+        column = votes.get(EXTERNAL_VOTES) if isinstance(votes, dict) else None
+        if not isinstance(column, list):
+            if split == "pool":
+                return []
+            continue
+        if split == "pool":
+            pool.append(column)
+        elif gold is not None:
+            dev.append(column)
+            dev_gold.append(int(gold))
+    widths = {len(v) for v in pool + dev}
+    if not pool or len(widths) != 1 or 0 in widths:
+        return []
+    P = np.asarray(pool, dtype=np.int64)  # (n_pool, m)
+    D = np.asarray(dev, dtype=np.int64).reshape(len(dev), P.shape[1])  # (n_dev, m)
+    y = np.asarray(dev_gold, dtype=np.int64)  # (n_dev,)
+    out = []
+    for j in range(P.shape[1]):
+        voted = P[:, j][P[:, j] >= 0]
+        on_dev = D[:, j] >= 0
+        out.append(
+            SeedRule(
+                number=j + 1,
+                labels=[names[k] if 0 <= k < len(names) else str(k) for k in np.unique(voted)],
+                pool_matches=int(voted.size),
+                pool_total=int(P.shape[0]),
+                dev_matched=int(on_dev.sum()),
+                dev_correct=int((D[on_dev, j] == y[on_dev]).sum()),
+            )
+        )
+    return out
+
+
+def seed_rules_use(*, project: Project) -> str:
+    """Whether training uses the imported rule votes as seed rules, in words."""
+    from apps.training.prboost_settings import prboost_settings
+    from apps.training.services import latest_live_round
+
+    on = prboost_settings(project)["use_imported_votes"]
+    latest = latest_live_round(project=project)
+    if latest is None:
+        if on:
+            return "Used as seed rules from the first boosting round."
+        return "Not used: “Use imported rule votes as seed rules” is off in the training settings."
+    used = (latest.metrics or {}).get("seed_votes")
+    if used is None:  # a round stored before rounds recorded it: the setting decided
+        used = on
+    if used:
+        return f"Used as seed rules by the rounds up to round {latest.number}."
+    return f"Not used by the rounds up to round {latest.number}."

@@ -134,7 +134,10 @@ class PreviewSerializer(serializers.Serializer):
     dev_matches = serializers.IntegerField()
     dev_labeled = serializers.IntegerField()
     dev_correct = serializers.IntegerField()
-    dev_precision = serializers.FloatField(allow_null=True)
+    dev_precision = serializers.FloatField(
+        allow_null=True,
+        help_text="smoothed: (dev_correct + 1) / (dev_labeled + 2); null without a gold dev match",
+    )
     test_matches = serializers.IntegerField()
     samples = PreviewSampleSerializer(many=True)
     elapsed_ms = serializers.FloatField()

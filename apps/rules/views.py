@@ -25,6 +25,7 @@ from apps.rules import selectors, services
 from apps.rules.describe import label_names
 from apps.rules.highlight import highlight_rule
 from apps.rules.models import DecisionAction, RuleKind, RuleOrigin, RuleStatus
+from apps.rules.precision import PRECISION_HELP, dev_precision_text, stats_precision_text
 from models.prboost.rules import rule_from_dict
 
 SAMPLE_CHARS = 320
@@ -37,6 +38,7 @@ def _wants_region(request) -> bool:
 
 
 def _render(request, template: str, context: dict, status: int = 200):
+    context = {"precision_help": PRECISION_HELP, **context}
     response = render(request, template, context, status=status)
     patch_vary_headers(response, ["HX-Request"])
     return response
@@ -65,19 +67,8 @@ def _stats_rows(rule) -> list[tuple[str, str, str]]:
                 "share of the unlabeled pool the rule labels",
             )
         )
-    if "dev_precision" in stats:
-        detail = ""
-        if stats.get("dev_matches") is not None and "dev_correct" in stats:
-            detail = f" ({stats['dev_correct']} of {stats['dev_matches']} dev)"
-        elif stats.get("dev_labeled"):
-            detail = f" ({stats.get('dev_correct', 0)} of {stats['dev_labeled']} dev)"
-        rows.append(
-            (
-                "Dev precision (est.)",
-                _percent(stats["dev_precision"]) + detail,
-                "smoothed share of matched gold dev examples with this label",
-            )
-        )
+    if "dev_precision" in stats or "dev_correct" in stats:
+        rows.append(("Dev precision", stats_precision_text(stats), PRECISION_HELP))
     if stats.get("novelty") is not None:
         rows.append(("New", _percent(stats["novelty"]), "matches no accepted rule covers"))
     if stats.get("overlap") is not None:
@@ -311,7 +302,7 @@ def rule_list(request, project_id: int):
     for rule in page.object_list:
         stats = rule.stats or {}
         rule.coverage_text = _percent(stats.get("coverage"))
-        rule.precision_text = _percent(stats.get("dev_precision"))
+        rule.precision_text = stats_precision_text(stats)
     query = {k: v for k, v in filters.items() if v is not None}
     context = {
         "project": project,
@@ -327,6 +318,13 @@ def rule_list(request, project_id: int):
     }
     if _wants_region(request):
         return _render(request, "rules/list.html#table", context)
+    # Seed rules (imported rule votes) sit above the table: the filters' swaps leave them be.
+    seeds = selectors.seed_rules(project=project)
+    for seed in seeds:
+        seed.coverage_text = _percent(seed.coverage)
+        seed.precision_text = dev_precision_text(correct=seed.dev_correct, matched=seed.dev_matched)
+    context["seeds"] = seeds
+    context["seeds_use"] = selectors.seed_rules_use(project=project) if seeds else ""
     return _render(request, "rules/list.html", context)
 
 

@@ -129,9 +129,15 @@ def _votes(rows: list, n_classes: int) -> np.ndarray | None:
     return votes
 
 
-def load_project_data(project) -> ProjectData:
-    """The project's pool, gold dev and gold test sets in Example id order."""
+LOAD_CHUNK = 5000
+
+
+def load_project_data(project, progress: Progress | None = None) -> ProjectData:
+    """The project's pool, gold dev and gold test sets in Example id order (``progress`` after
+    every chunk of ``LOAD_CHUNK`` rows)."""
     from models.data import TextDataset
+
+    progress = ensure_progress(progress)
 
     names = [str(x) for x in project.labels or []]
     if len(names) < 2:
@@ -139,8 +145,12 @@ def load_project_data(project) -> ProjectData:
     relation = project.task_type == "relation_extraction"
     columns = ["id", "split", "text", "gold_label", "votes"] + (["entities"] if relation else [])
     parts: dict[str, list] = {Split.POOL: [], Split.DEV: [], Split.TEST: []}
-    rows = Example.objects.filter(project=project).order_by("id").values_list(*columns)
-    for row in rows.iterator(chunk_size=5000):
+    examples = Example.objects.filter(project=project)
+    total = examples.count()
+    rows = examples.order_by("id").values_list(*columns)
+    for done, row in enumerate(rows.iterator(chunk_size=LOAD_CHUNK), start=1):
+        if done % LOAD_CHUNK == 0:
+            progress(done / total, f"Loading examples ({done:,} of {total:,})")
         split, gold = row[1], row[3]
         if split == Split.POOL:
             parts[Split.POOL].append(row)
@@ -447,7 +457,7 @@ def prepare(project, prb: dict, progress: Progress | None = None) -> Prepared:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     progress(0.0, "Loading examples")
-    data = load_project_data(project)
+    data = load_project_data(project, scaled(progress, 0.0, 0.05))
     timings["load_examples"] = time.perf_counter() - t0
     features = compute_features(data, scaled(progress, 0.05, 0.4), prb=prb)
     timings["features"] = features.seconds

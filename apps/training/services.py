@@ -565,6 +565,7 @@ def _run_round(*, project: Project, rnd: Round, job, progress: Progress, log: Lo
         "coverage": record.get("coverage"),
         "covered": record.get("covered"),
         "n_rules": record.get("n_rules"),
+        "seed_votes": int(loop.n_seed_votes),  # imported rule votes used as seed rules
         "candidates_proposed": len(candidates),
         "large_error": len(record.get("large_error", [])),
         "n_pool": len(data.pool),
@@ -728,14 +729,55 @@ def refresh_labels(
             clear_ids=pool_ids[uncovered],
             keep_sources=keep,
         )
+    n_rules = len(loop.rules) + loop.n_seed_votes
     log(f"{covered.size} of {pool_ids.size} pool examples covered; {written} labels written.")
+    summary = f"{written:,} labels written."
+    if written == 0:
+        reason = _nothing_written_reason(
+            project=project, n_rules=n_rules, covered_ids=pool_ids[covered], keep=keep
+        )
+        summary = f"0 labels written: {reason}"
+        log(summary)
     progress(1.0, "Labels refreshed")
     return {
-        "rules": len(loop.rules) + loop.n_seed_votes,
+        "rules": n_rules,
         "covered": int(covered.size),
         "pool": int(pool_ids.size),
         "written": written,
+        "summary": summary,
     }
+
+
+def _nothing_written_reason(
+    *, project: Project, n_rules: int, covered_ids: np.ndarray, keep: tuple[str, ...]
+) -> str:
+    """Why a label refresh wrote no label, in words for the job page."""
+    if n_rules == 0:
+        return (
+            "there are no accepted rules and no imported rule votes; accept rules in review first."
+        )
+    if covered_ids.size == 0:
+        return "the accepted rules cover no pool example."
+    covered = set(covered_ids.tolist())
+    kept = dict.fromkeys(keep, 0)
+    for pk, source in Example.objects.filter(
+        project=project, split=Split.POOL, label_source__in=keep
+    ).values_list("id", "label_source"):
+        if pk in covered:
+            kept[source] += 1
+    n_model, n_gold = kept.get(LabelSource.MODEL, 0), kept.get(LabelSource.GOLD, 0)
+    if n_model and n_gold:
+        return (
+            f"every covered pool example already has a gold label ({n_gold:,}) or a finalized "
+            f"model label ({n_model:,}), which are kept; tick “overwrite model labels” to "
+            "replace the model labels."
+        )
+    if n_model:
+        return (
+            "every covered pool example already has a finalized model label, which is kept; "
+            "tick “overwrite model labels” to replace them."
+        )
+    return "every covered pool example already has a gold label, which is never overwritten."
 
 
 def finalize(

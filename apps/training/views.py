@@ -59,12 +59,18 @@ def _dashboard_context(request, project, *, action_error: str | None = None) -> 
         "proposer_label": PROPOSER_LABELS.get(prb["proposer"], prb["proposer"]),
         "action_error": action_error,
         "actions": [
-            ("warm", "Warm cache", kinds.LAUNCHABLE[kinds.WARM_CACHE][1]),
-            ("round", "Run round", kinds.LAUNCHABLE[kinds.RUN_ROUND][1]),
-            ("refresh", "Refresh labels", kinds.LAUNCHABLE[kinds.REFRESH_LABELS][1]),
-            ("finalize", "Finalize", kinds.LAUNCHABLE[kinds.FINALIZE][1]),
+            ("warm", "Warm cache", kinds.LAUNCHABLE[kinds.WARM_CACHE][1], ""),
+            ("round", "Run round", kinds.LAUNCHABLE[kinds.RUN_ROUND][1], ""),
+            ("refresh", "Refresh labels", kinds.LAUNCHABLE[kinds.REFRESH_LABELS][1], ""),
+            ("finalize", "Finalize", kinds.LAUNCHABLE[kinds.FINALIZE][1], FINALIZE_CONFIRM),
         ],
     }
+
+
+FINALIZE_CONFIRM = (
+    "Finalize? The final model is trained from the latest round and its labels replace the "
+    "rule labels on the pool (gold labels are kept). Later rounds and a new finalize can follow."
+)
 
 
 @login_required
@@ -104,8 +110,13 @@ def launch(request, project_id: int):
             error="Unknown action: use warm, round, refresh or finalize.",
             success=None,
         )
+    params = None
+    if kind == kinds.REFRESH_LABELS:
+        params = {"overwrite_model_labels": request.POST.get("overwrite_model_labels") == "1"}
     try:
-        job = services.launch_training_job(project=project, user=request.user, kind=kind)
+        job = services.launch_training_job(
+            project=project, user=request.user, kind=kind, params=params
+        )
     except ValidationError as exc:
         return _after_action(request, project, error=" ".join(exc.messages), success=None)
     return _after_action(

@@ -37,6 +37,17 @@ def test_successful_handler_stores_result_and_full_progress(make_job):
     assert seen == {"params": {"n": 3}, "project_id": job.project_id}
 
 
+def test_a_result_summary_becomes_the_finished_jobs_message(make_job):
+    job = make_job()
+    run_job(job.pk, lambda ctx: {"written": 0, "summary": "0 labels written: no rules."})
+    job.refresh_from_db()
+    assert job.message == "0 labels written: no rules."
+    other = make_job()
+    run_job(other.pk, lambda ctx: {"written": 3})
+    other.refresh_from_db()
+    assert other.message == "Done."
+
+
 def test_progress_writes_are_throttled_but_the_final_one_always_lands(make_job):
     job = make_job()
     observed = []

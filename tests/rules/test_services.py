@@ -26,7 +26,10 @@ def test_store_suggestions_keeps_evidence_and_stats(project, examples, suggestio
     assert top.evidence["source_example_id"] == examples["dev"][0]
     assert top.evidence["source_text"] == "subscribe for free stuff"
     assert top.evidence["sample_example_ids"] == [examples["pool"][i] for i in (0, 3, 6)]
-    assert top.stats["pool_matches"] == 3 and top.stats["dev_precision"] == 0.75
+    assert top.stats["pool_matches"] == 3
+    # Shown: the one smoothed definition of the counts (1 of 2 dev: (1 + 1) / (2 + 2)); the
+    # proposer's own ranking posterior is kept apart.
+    assert top.stats["dev_precision"] == 0.5 and top.stats["ranked_precision"] == 0.75
     assert top.description.startswith("SPAM when the text contains")
 
 
@@ -220,7 +223,9 @@ def test_preview_counts_splits_precision_and_escapes_html(project, examples):
     definition = KeywordRule(words=("free",), label=1).to_dict()
     preview = services.preview_rule(project=project, definition=definition)
     assert (preview.pool_matches, preview.dev_matches, preview.test_matches) == (1, 1, 0)
-    assert preview.dev_precision == 1.0 and preview.pool_total == 8
+    assert preview.dev_precision_raw == 1.0 and preview.pool_total == 8
+    assert preview.dev_precision == 2 / 3  # smoothed: (1 + 1) / (1 + 2)
+    assert preview.dev_precision_text == "66.7% (1 of 1 dev)"
     html = str(preview.samples[0].html)
     assert "&lt;b&gt;example.com&lt;/b&gt;" in html and "<mark>free</mark>" in html
 

@@ -24,6 +24,7 @@ def test_review_page_shows_the_suggestion_its_evidence_and_stats(
     assert "<mark>subscribe</mark> for free stuff" in page  # the misclassified dev example
     assert "<mark>subscribe</mark> to my channel please" in page
     assert "Coverage" in page and "Dev precision" in page
+    assert "50.0% (1 of 2 dev)" in page  # smoothed: (1 + 1) / (2 + 2)
     assert '0</strong> of <span id="review-total">4</span> reviewed' in page
     for key in ('data-key="a"', 'data-key="x"', 'data-key=" "', 'data-key="u"', 'data-key="e"'):
         assert key in page
@@ -111,6 +112,41 @@ def test_accept_with_edited_words_accepts_the_edited_rule(client, project, sugge
     assert decision.before["definition"]["words"] == ["subscribe"]
 
 
+def test_an_edit_shows_one_dev_precision_and_the_current_coverage_everywhere(
+    client, project, suggestions, annotator
+):
+    client.force_login(annotator)
+    rule = suggestions[0]  # "subscribe": 3 of 8 pool texts when proposed
+    client.post(
+        review_url(project),
+        {
+            "rule_id": rule.pk,
+            "version": 1,
+            "action": "accept",
+            "words": "subscribe, check",
+            "label": "1",
+            "mode": "any",
+        },
+        **HTMX,
+    )
+    rule.refresh_from_db()
+    # "subscribe" or "check": 4 of 8 pool texts; dev: 2 of 2 SPAM → smoothed (2 + 1) / (2 + 2).
+    assert rule.stats["pool_matches"] == 4 and rule.stats["coverage"] == 0.5
+    assert "novelty" not in rule.stats  # proposal-time figures no longer apply
+    shown = "75.0% (2 of 2 dev)"
+    listing = client.get(reverse("rules:list", args=[project.pk])).content.decode()
+    assert "50.0%" in listing and shown in listing
+    detail = client.get(reverse("rules:detail", args=[project.pk, rule.pk])).content.decode()
+    assert shown in detail and "(when proposed)" not in detail
+    preview_url = reverse("rules:rule_preview", args=[project.pk, rule.pk])
+    preview = client.get(
+        preview_url, {"words": "subscribe, check", "label": "1"}, **HTMX
+    ).content.decode()
+    assert shown in preview
+    for page in (listing, detail, preview):
+        assert "(correct + 1) / (matched gold dev examples + 2)" in page  # the tooltip
+
+
 def test_edit_preview_recomputes_counts_and_samples(client, project, suggestions, annotator):
     client.force_login(annotator)
     url = reverse("rules:rule_preview", args=[project.pk, suggestions[0].pk])
@@ -165,6 +201,34 @@ def test_rules_list_filters_and_shows_who_decided(client, project, suggestions, 
     accepted = client.get(url, {"status": "accepted"}, **HTMX).content.decode()
     assert accepted.count('class="badge rule-') == 1 and "<html" not in accepted
     assert client.get(url, {"q": "channel"}).content.decode().count('class="badge rule-') == 1
+
+
+def test_rules_list_shows_imported_rule_votes_as_seed_rules_with_stats(
+    client, project, examples, annotator
+):
+    from apps.datasets.models import Example
+
+    for example in Example.objects.filter(project=project).exclude(split="test"):
+        text = example.text
+        example.votes = {
+            "external": [1 if "subscribe" in text else -1, 0 if "check" in text else -1]
+        }
+        example.save(update_fields=["votes"])
+    client.force_login(annotator)
+    page = client.get(reverse("rules:list", args=[project.pk])).content.decode()
+    assert "Seed rules" in page and "Used as seed rules from the first boosting round." in page
+    # Column 1 votes SPAM on 3 of 8 pool texts and is right on its 1 dev match (smoothed 2/3).
+    assert "37.5%" in page and "66.7% (1 of 1 dev)" in page
+    # Column 2 votes HAM on "check" texts: 1 pool match, wrong on its 1 dev match (1/3).
+    assert "12.5%" in page and "33.3% (0 of 1 dev)" in page
+    assert page.count('class="badge rule-seed"') == 3  # the heading's and one per seed rule
+    assert "(correct + 1) / (matched gold dev examples + 2)" in page  # the tooltip
+
+
+def test_rules_list_hides_seed_rules_without_imported_votes(client, project, examples, annotator):
+    client.force_login(annotator)
+    page = client.get(reverse("rules:list", args=[project.pk])).content.decode()
+    assert "Seed rules" not in page
 
 
 def test_rule_detail_shows_decision_history(client, project, suggestions, annotator):

@@ -72,6 +72,22 @@ def test_admin_runs_rounds_from_the_dashboard_and_the_plots_gain_points(
         ).count()
         == 2
     )
+    # Finalize asks first: declining launches nothing, accepting finalizes.
+    from apps.jobs.models import Job
+
+    asked = []
+
+    def decline(dialog):
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    jobs_before = Job.objects.filter(project=youtube_project).count()
+    page.once("dialog", decline)
+    page.get_by_role("button", name="Finalize").click()
+    page.wait_for_timeout(500)
+    assert asked and asked[0].startswith("Finalize?")
+    assert Job.objects.filter(project=youtube_project).count() == jobs_before
+    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Finalize").click()
     page.wait_for_function(
         "() => /Finalize labels[\\s\\S]*Succeeded/i"

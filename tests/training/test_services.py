@@ -148,16 +148,53 @@ def test_finalize_writes_model_labels_with_the_round_that_made_them(youtube_proj
 
 
 def test_refresh_labels_labels_the_covered_pool_and_keeps_finalized_labels(youtube_project):
-    services.run_round(project=youtube_project)  # with the 10 imported rule votes as seeds
+    rnd = services.run_round(project=youtube_project)  # with the 10 imported rule votes as seeds
+    assert rnd.metrics["seed_votes"] == 10
+    from apps.rules import selectors as rule_selectors
+
+    assert len(rule_selectors.seed_rules(project=youtube_project)) == 10
+    assert rule_selectors.seed_rules_use(project=youtube_project) == (
+        "Used as seed rules by the rounds up to round 1."
+    )
     result = services.refresh_labels(project=youtube_project)
     pool = Example.objects.filter(project=youtube_project, split="pool")
     assert 0 < result["covered"] <= pool.count()
     assert pool.filter(label_source="rules").count() == result["covered"]
+    assert result["summary"] == f"{result['written']:,} labels written."
     services.finalize(project=youtube_project)
-    services.refresh_labels(project=youtube_project)
+    kept = services.refresh_labels(project=youtube_project)
     assert not pool.filter(label_source="rules").exists()
+    # Nothing written, and the job says why and how to change it.
+    assert kept["written"] == 0
+    assert "already has a finalized model label" in kept["summary"]
+    assert "overwrite model labels" in kept["summary"]
     services.refresh_labels(project=youtube_project, overwrite_model_labels=True)
     assert pool.filter(label_source="rules").count() == result["covered"]
+
+
+def test_refresh_labels_reports_progress_while_loading_examples(youtube_project, monkeypatch):
+    from apps.training import data as training_data
+
+    monkeypatch.setattr(training_data, "LOAD_CHUNK", 100)
+    messages = []
+    services.refresh_labels(
+        project=youtube_project, progress=lambda frac, msg="": messages.append((frac, msg))
+    )
+    loading = [(f, m) for f, m in messages if m.startswith("Loading examples (")]
+    assert [m for _, m in loading] == [
+        "Loading examples (100 of 360)",
+        "Loading examples (200 of 360)",
+        "Loading examples (300 of 360)",
+    ]
+    fracs = [f for f, _ in loading]
+    assert fracs == sorted(fracs) and 0 < fracs[0] < fracs[-1] < 0.05
+
+
+def test_refresh_labels_without_rules_says_so(youtube_project):
+    _no_seed_votes(youtube_project)
+    result = services.refresh_labels(project=youtube_project)
+    assert result["written"] == 0
+    assert "no accepted rules" in result["summary"]
 
 
 def test_one_training_job_at_a_time_and_only_admins_launch(youtube_project, annotator, admin_user):

@@ -91,6 +91,24 @@ def test_admin_launches_a_round_and_sees_it_running(client, project, admin_user)
     assert job.status == JobStatus.CANCELLED
 
 
+def test_finalize_asks_first_and_refresh_can_overwrite_model_labels(client, project, admin_user):
+    import re
+
+    client.force_login(admin_user)
+    html = client.get(f"/projects/{project.pk}/training/").content.decode()
+    forms = re.findall(r"<form[^>]*>.*?</form>", html, flags=re.S)
+    finalize = [f for f in forms if 'value="finalize"' in f]
+    assert len(finalize) == 1 and 'data-confirm="Finalize?' in finalize[0]
+    assert "onsubmit" not in html and "hx-confirm" not in html
+    client.post(
+        f"/projects/{project.pk}/training/launch/",
+        {"action": "refresh", "overwrite_model_labels": "1"},
+        HTTP_HX_REQUEST="true",
+    )
+    job = Job.objects.get(project=project)
+    assert job.kind == kinds.REFRESH_LABELS and job.params == {"overwrite_model_labels": True}
+
+
 def test_unknown_actions_are_refused_with_a_message(client, project, admin_user):
     client.force_login(admin_user)
     response = client.post(

@@ -18,6 +18,7 @@ from apps.datasets.models import Example
 from apps.projects.models import Project
 from apps.rules.describe import describe, label_names
 from apps.rules.models import DecisionAction, Rule, RuleDecision, RuleOrigin, RuleStatus
+from apps.rules.precision import dev_precision
 from apps.rules.services.common import (
     MAX_MANUAL_PATTERN_LENGTH,
     RuleInputError,
@@ -154,6 +155,9 @@ def apply_edits(*, rule: Rule, edits: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def set_definition(rule: Rule, definition: Mapping[str, Any], *, project: Project) -> None:
+    """Give the rule a new definition, and its statistics now (coverage and dev precision of
+    the new definition, as the live preview computes them; the proposal-time novelty and
+    overlap no longer apply and are dropped)."""
     built = rule_from_dict(definition)
     rule.definition = built.to_dict()
     rule.kind = built.kind
@@ -161,6 +165,9 @@ def set_definition(rule: Rule, definition: Mapping[str, Any], *, project: Projec
     rule.key = rule_key(built)
     rule.key_hash = key_hash(rule.key)
     rule.description = describe(built, project)
+    preview = preview_rule(project=project, definition=rule.definition, samples=0)
+    if not preview.error:
+        rule.stats = {**preview.stats(), "computed": "edit"}
 
 
 def save_unique(rule: Rule, *, project: Project) -> None:
@@ -318,7 +325,13 @@ def store_suggestions(
             stats = {
                 "coverage": float(candidate.coverage),
                 "pool_matches": int(matches.size),
-                "dev_precision": float(candidate.dev_precision),
+                # shown: the one smoothed definition (apps.rules.precision) of these counts;
+                # the proposer ranked by its own posterior (model-agreement prior)
+                "dev_precision": dev_precision(
+                    correct=int(getattr(candidate, "dev_correct", 0)),
+                    matched=int(getattr(candidate, "dev_matches", 0)),
+                ),
+                "ranked_precision": float(candidate.dev_precision),
                 "dev_matches": int(getattr(candidate, "dev_matches", 0)),
                 "dev_correct": int(getattr(candidate, "dev_correct", 0)),
                 "novelty": float(candidate.novelty),

@@ -21,6 +21,7 @@ from apps.projects.models import Project
 from apps.rules.corpus import answer_index, project_texts
 from apps.rules.describe import describe
 from apps.rules.highlight import highlight_rule
+from apps.rules.precision import dev_precision, dev_precision_text
 from apps.rules.services.common import (
     MAX_MANUAL_PATTERN_LENGTH,
     RuleInputError,
@@ -71,7 +72,12 @@ class Preview:
 
     @property
     def dev_precision(self) -> float | None:
-        """Raw share of the matched gold dev examples that carry the rule's label."""
+        """The smoothed dev precision (apps.rules.precision, the one shown everywhere)."""
+        return dev_precision(correct=self.dev_correct, matched=self.dev_labeled)
+
+    @property
+    def dev_precision_raw(self) -> float | None:
+        """Unsmoothed share of the matched gold dev examples that carry the rule's label."""
         return self.dev_correct / self.dev_labeled if self.dev_labeled else None
 
     @property
@@ -90,13 +96,7 @@ class Preview:
 
     @property
     def dev_precision_text(self) -> str:
-        value = self.dev_precision
-        return "—" if value is None else f"{100 * value:.0f}%"
-
-    @property
-    def dev_precision_smoothed(self) -> float:
-        """Posterior mean under a Beta(1, 1) prior (what the proposer ranks by)."""
-        return (self.dev_correct + 1) / (self.dev_labeled + 2)
+        return dev_precision_text(correct=self.dev_correct, matched=self.dev_labeled)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -105,8 +105,8 @@ class Preview:
             "dev_matches": self.dev_matches,
             "dev_labeled": self.dev_labeled,
             "dev_correct": self.dev_correct,
-            "dev_precision": self.dev_precision_smoothed,
-            "dev_precision_raw": self.dev_precision,
+            "dev_precision": self.dev_precision,
+            "dev_precision_raw": self.dev_precision_raw,
             "test_matches": self.test_matches,
         }
 

@@ -231,7 +231,7 @@ def _record_decision(
     fields = ["version", "updated_at", "claimed_by", "claimed_until"]
     if new_definition is not None:
         set_definition(current, new_definition, project=project)
-        fields += ["definition", "kind", "label", "key", "key_hash", "description"]
+        fields += ["definition", "kind", "label", "key", "key_hash", "description", "stats"]
         clash = Rule.objects.filter(project=project, key_hash=current.key_hash).exclude(pk=rule.pk)
         if clash.exists():
             raise RuleInputError(duplicate_message(project, current.key))

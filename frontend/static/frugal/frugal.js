@@ -15,7 +15,11 @@ document.addEventListener("htmx:responseError", function (event) {
 // (An onsubmit attribute would be inline script, which the Content-Security-Policy refuses.)
 document.addEventListener("submit", function (event) {
   var message = event.target.getAttribute && event.target.getAttribute("data-confirm");
-  if (message && !window.confirm(message)) event.preventDefault();
+  if (message && !window.confirm(message)) {
+    event.preventDefault();
+    // Captured at the document, before htmx's listener on the form: an hx-post form stays put too.
+    event.stopPropagation();
+  }
 }, true);
 
 // Keyboard-first cards (<div data-key-scope>): a key presses the card's button with that
