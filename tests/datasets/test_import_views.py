@@ -377,7 +377,8 @@ def test_htmx_source_step_swaps_in_the_column_step_or_the_form_with_errors(admin
 def test_annotators_never_see_the_server_path_of_an_upload(
     client, admin_client, project, annotator, dirs
 ):
-    admin_client.post(page(project), upload("data.jsonl", '{"text": "x"}\n'))
+    response = admin_client.post(page(project), upload("data.jsonl", '{"text": "x"}\n'))
+    through_columns(admin_client, project, response)  # JSONL uploads pick their columns too
     job = Job.objects.get()
     client.force_login(annotator)
     for url in (f"/jobs/{job.pk}/", f"/api/v1/jobs/{job.pk}/"):
