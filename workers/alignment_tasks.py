@@ -5,28 +5,16 @@ or killed run leaves the previous weights and models as they were.
 """
 
 from apps.alignment import kinds, services
-from apps.projects.models import Project
-from workers.base import JobContext, JobError, run_job
+from workers.base import JobContext, run_job
 from workers.celery_app import app
-
-
-def _project(ctx: JobContext) -> Project:
-    project = Project.objects.filter(pk=ctx.project_id).first()
-    if project is None:
-        raise JobError("The project of this job no longer exists.")
-    return project
-
-
-def _job(ctx: JobContext):
-    from apps.jobs.models import Job
-
-    return Job.objects.filter(pk=ctx.job_id).first()
+from workers.task_helpers import job_project, job_row, limit_threads
 
 
 def compute_weights(ctx: JobContext) -> dict:
+    limit_threads()
     return services.compute_weights(
-        project=_project(ctx),
-        job=_job(ctx),
+        project=job_project(ctx),
+        job=job_row(ctx),
         params=ctx.params,
         progress=ctx.progress,
         log=ctx.log,
@@ -35,9 +23,10 @@ def compute_weights(ctx: JobContext) -> dict:
 
 
 def train_reward_model(ctx: JobContext) -> dict:
+    limit_threads()
     return services.train_reward_model(
-        project=_project(ctx),
-        job=_job(ctx),
+        project=job_project(ctx),
+        job=job_row(ctx),
         params=ctx.params,
         progress=ctx.progress,
         log=ctx.log,

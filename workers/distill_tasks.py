@@ -1,23 +1,17 @@
 """Distillation jobs: a thin task over apps.distill.services (see workers/base.py)."""
 
 from apps.distill import kinds, services
-from apps.jobs.models import Job
-from apps.projects.models import Project
 from workers.base import JobContext, JobError, run_job
 from workers.celery_app import app
+from workers.task_helpers import job_project, job_row, limit_threads
 
 
 def distill(ctx: JobContext) -> dict:
-    import torch
-
-    torch.set_num_threads(1)  # shared machines: one thread per job
-    project = Project.objects.filter(pk=ctx.project_id).first()
-    if project is None:
-        raise JobError("The project of this job no longer exists.")
+    limit_threads()
     try:
         run = services.run_distillation(
-            project=project,
-            job=Job.objects.filter(pk=ctx.job_id).first(),
+            project=job_project(ctx),
+            job=job_row(ctx),
             params=ctx.params,
             progress=ctx.progress,
             log=ctx.log,

@@ -2,21 +2,16 @@
 
 from django.core.exceptions import ValidationError
 
-from apps.jobs.models import Job
 from apps.lorc import kinds, services
 from apps.lorc.models import CompressedLM
-from apps.projects.models import Project
 from workers.base import JobContext, JobError, run_job
 from workers.celery_app import app
+from workers.task_helpers import job_project, job_row, limit_threads
 
 
 def calibrate(ctx: JobContext) -> dict:
-    import torch
-
-    torch.set_num_threads(1)  # the machines these run on are shared
-    project = Project.objects.filter(pk=ctx.project_id).first()
-    if project is None:
-        raise JobError("The project of this job no longer exists.")
+    limit_threads()
+    project = job_project(ctx)
     params = kinds.clean_params(dict(ctx.params or {}))
     done = CompressedLM.objects.filter(job_id=ctx.job_id).first()
     if done is not None:  # a redelivered job that already stored its result
@@ -24,7 +19,7 @@ def calibrate(ctx: JobContext) -> dict:
     try:
         compressed = services.calibrate(
             project=project,
-            job=Job.objects.filter(pk=ctx.job_id).first(),
+            job=job_row(ctx),
             bits=params["bits"],
             ceiling=params["ceiling"],
             progress=ctx.progress,

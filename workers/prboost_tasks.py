@@ -1,48 +1,28 @@
 """PRBoost jobs: thin tasks over apps.training.services (see workers/base.py for the job base)."""
 
-from apps.projects.models import Project
 from apps.training import kinds, services
-from workers.base import JobContext, JobError, run_job
+from workers.base import JobContext, run_job
 from workers.celery_app import app
-
-
-def _limit_threads() -> None:
-    """One BLAS/torch thread per job: the machines these run on are shared."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _project(ctx: JobContext) -> Project:
-    project = Project.objects.filter(pk=ctx.project_id).first()
-    if project is None:
-        raise JobError("The project of this job no longer exists.")
-    return project
-
-
-def _job(ctx: JobContext):
-    from apps.jobs.models import Job
-
-    return Job.objects.filter(pk=ctx.job_id).first()
+from workers.task_helpers import job_project, job_row, limit_threads
 
 
 def warm_cache(ctx: JobContext) -> dict:
-    _limit_threads()
-    return services.warm_cache(project=_project(ctx), progress=ctx.progress, log=ctx.log)
+    limit_threads()
+    return services.warm_cache(project=job_project(ctx), progress=ctx.progress, log=ctx.log)
 
 
 def run_round(ctx: JobContext) -> dict:
-    _limit_threads()
+    limit_threads()
     rnd = services.run_round(
-        project=_project(ctx), job=_job(ctx), progress=ctx.progress, log=ctx.log
+        project=job_project(ctx), job=job_row(ctx), progress=ctx.progress, log=ctx.log
     )
     return {"round": rnd.number, "alpha": rnd.alpha, "metrics": rnd.metrics}
 
 
 def refresh_labels(ctx: JobContext) -> dict:
-    _limit_threads()
+    limit_threads()
     return services.refresh_labels(
-        project=_project(ctx),
+        project=job_project(ctx),
         overwrite_model_labels=bool(ctx.params.get("overwrite_model_labels", False)),
         progress=ctx.progress,
         log=ctx.log,
@@ -50,9 +30,9 @@ def refresh_labels(ctx: JobContext) -> dict:
 
 
 def finalize(ctx: JobContext) -> dict:
-    _limit_threads()
+    limit_threads()
     label_set = services.finalize(
-        project=_project(ctx), job=_job(ctx), progress=ctx.progress, log=ctx.log
+        project=job_project(ctx), job=job_row(ctx), progress=ctx.progress, log=ctx.log
     )
     return {"version": label_set.version, "labeled": label_set.n_labeled, **label_set.metrics}
 
