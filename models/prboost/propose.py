@@ -620,7 +620,8 @@ def _number_shapes(text: str) -> list[str]:
     out: list[str] = []
     for token in _DIGIT_TOKEN.findall(text):
         token = token.strip(_EDGE_PUNCT).lower()
-        if not token or len(token) > 40:
+        # Control characters (NUL...) make no pattern a person would write, and rules refuse NUL.
+        if not token or len(token) > 40 or not token.isprintable():
             continue
         parts, last = [], 0
         for run in _DIGIT_RUN.finditer(token):
