@@ -115,7 +115,11 @@ def handle_import(ctx: JobContext) -> dict:
         try:
             with ProgressRelay(ctx) as relay:
                 summary = import_examples(
-                    project=project, path=path, options=options, progress=relay.report
+                    project=project,
+                    path=path,
+                    options=options,
+                    progress=relay.report,
+                    before_commit=ctx.commit_point,
                 )
         except ImportFailed as exc:
             for problem in exc.problems:

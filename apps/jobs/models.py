@@ -41,6 +41,9 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set in the same transaction that makes a handler's work durable (JobContext.commit_point):
+    # from then on the job is never re-run; a stop or crash before its finish ends it succeeded.
+    committed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -156,6 +156,7 @@ class JobContext:
         self._last_write = 0.0
         self._cancelled = False
         self._lost = False
+        self._committing = False
 
     @property
     def params(self) -> dict:
@@ -204,6 +205,31 @@ class JobContext:
                 self._flush()
         self._raise_if_stopped()
 
+    def commit_point(self) -> None:
+        """Call inside the transaction that makes the handler's work durable, as its last step
+        before the commit (nothing after it in that transaction may report through this context).
+
+        Locks the job's row and raises JobLost — rolling the work back — unless this run still
+        owns the job (a graceful stop may have re-queued it since the last progress call);
+        otherwise marks the work committed in that same transaction. A job whose work is
+        committed is never run again: a stop or crash between the commit and the finish ends
+        it as succeeded instead of re-queueing it, which would do the work twice.
+        """
+        if not connection.in_atomic_block:
+            raise RuntimeError("commit_point() must be called inside the work's transaction")
+        with self._lock:
+            # The heartbeat would wait on this row lock while holding self._lock; it pauses
+            # until the commit (on_commit) instead.
+            self._committing = True
+            if not list(self._owned().select_for_update().values_list("pk", flat=True)):
+                self._lost = True
+                raise JobLost("this worker no longer owns the job; its work was rolled back")
+            self._owned().update(committed_at=timezone.now(), heartbeat_at=timezone.now())
+        transaction.on_commit(self._committed)
+
+    def _committed(self) -> None:
+        self._committing = False
+
     # -- internals -------------------------------------------------------------------------
 
     def _due(self) -> bool:
@@ -250,7 +276,7 @@ class JobContext:
         """Called by the heartbeat thread every ~0.5 s: flushes pending progress and log lines
         that the throttle held back, and writes the heartbeat every ``interval`` seconds."""
         with self._lock:
-            if self._lost:
+            if self._lost or self._committing:
                 return
             since = time.monotonic() - self._last_write
             dirty = self._pending is not None or self._log_dirty
@@ -313,6 +339,19 @@ def _claim(job_id: int, me: str):
             return None
         now = timezone.now()
         stamp = now.strftime("%Y-%m-%d %H:%M:%S")
+        if job.committed_at is not None:
+            # An earlier run committed its work and stopped before finishing (see
+            # JobContext.commit_point): running it again would do the work twice.
+            job.status = JobStatus.SUCCEEDED
+            job.finished_at = now
+            job.progress = 1.0
+            job.message = "Done (its worker stopped after the work was saved)."
+            job.log += (
+                f"{stamp} Attempt {job.attempts} stopped after its work was committed; the work "
+                "stands, nothing to redo.\n"
+            )
+            job.save(update_fields=["status", "finished_at", "progress", "message", "log"])
+            return None
         if job.status == JobStatus.RUNNING:
             timeout = datetime.timedelta(seconds=settings.FRUGAL_JOB_HEARTBEAT_TIMEOUT_S)
             alive = job.heartbeat_at is not None and job.heartbeat_at > now - timeout

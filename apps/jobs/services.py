@@ -180,16 +180,19 @@ def mark_stale_jobs(*, now: datetime.datetime | None = None) -> int:
         | Q(heartbeat_at__isnull=True, started_at__isnull=True, created_at__lt=cutoff)
     )
     failed = 0
-    for job in stale.only("id", "heartbeat_at", "started_at", "created_at", "worker"):
+    for job in stale:
         last = job.heartbeat_at or job.started_at or job.created_at
         seconds = int((now - last).total_seconds())
+        if job.committed_at is not None:
+            finish_committed(job=job, what=f"The worker stopped responding ({seconds} s)")
+            continue
         error = (
             f"The worker stopped responding (no heartbeat for {seconds} s, since "
             f"{last:%Y-%m-%d %H:%M:%S} UTC, on {job.worker or 'an unknown worker'}); "
             "it was probably killed or crashed. Launch the job again to retry."
         )
         failed += Job.objects.filter(
-            pk=job.pk, status=JobStatus.RUNNING, heartbeat_at=job.heartbeat_at
+            pk=job.pk, status=JobStatus.RUNNING, heartbeat_at=job.heartbeat_at, committed_at=None
         ).update(status=JobStatus.FAILED, error=error, message="Failed.", finished_at=now)
     if failed:
         logger.warning("marked %d job(s) failed: their worker stopped responding", failed)
@@ -219,9 +222,15 @@ def requeue_or_fail(
     (a new task message; ``refund_attempt``: this run does not count, e.g. a graceful stop),
     else fail it; ``what`` (naming Frugal's job id) goes into the log and the error. Returns 1
     if this call changed the row (it must still be the same running attempt), else 0."""
+    if job.committed_at is not None:
+        return finish_committed(job=job, what=what)
     now = timezone.now()
     attempts = job.attempts - 1 if refund_attempt and job.attempts > 0 else job.attempts
-    same_run = Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts)
+    # committed_at=None: on PostgreSQL this UPDATE waits for a handler committing its work at
+    # that moment, then matches nothing (the work stands; the job must not run again).
+    same_run = Job.objects.filter(
+        pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts, committed_at=None
+    )
     if attempts < max_attempts() and not job.cancel_requested:
         note = f"{_stamp()} {what}; re-queued (attempt {job.attempts} of {max_attempts()}).\n"
         updated = same_run.update(
@@ -251,7 +260,12 @@ def requeue_jobs_for_shutdown(*, node: str) -> int:
     if not node:
         return 0
     handled = 0
-    for job in Job.objects.filter(status=JobStatus.RUNNING, worker__startswith=f"{node} pid "):
+    # A job whose work is committed is left to its handler, which finishes it before the
+    # worker exits (a warm shutdown waits for running tasks).
+    running = Job.objects.filter(
+        status=JobStatus.RUNNING, worker__startswith=f"{node} pid ", committed_at=None
+    )
+    for job in running:
         handled += requeue_or_fail(
             job=job,
             what=f"The worker {job.worker} was stopped (graceful shutdown) while running job "
@@ -261,6 +275,25 @@ def requeue_jobs_for_shutdown(*, node: str) -> int:
             refund_attempt=True,
         )
     return handled
+
+
+def finish_committed(*, job: Job, what: str) -> int:
+    """A run that stopped after its work was committed (``JobContext.commit_point``) and before
+    it finished: the work stands, so the job succeeded; running it again would do it twice.
+    Returns 1 if this call changed the row, else 0."""
+    now = timezone.now()
+    note = f"{_stamp()} {what} after its work was committed; the work stands, nothing to redo.\n"
+    return (
+        Job.objects.filter(pk=job.pk, status__in=[JobStatus.RUNNING, JobStatus.QUEUED])
+        .exclude(committed_at=None)
+        .update(
+            status=JobStatus.SUCCEEDED,
+            progress=1.0,
+            message="Done (its worker stopped after the work was saved).",
+            finished_at=now,
+            log=job.log + note,
+        )
+    )
 
 
 def retry_lost_job(*, job_id: int, cause: str) -> int:

@@ -42,6 +42,16 @@ def _wait_for_status(job: Job, *statuses: str, timeout: float = 30.0) -> Job:
 
 
 @pytest.fixture
+def sent(monkeypatch):
+    """Capture the task messages instead of sending them to the broker."""
+    from workers.celery_app import app
+
+    messages = []
+    monkeypatch.setattr(app, "send_task", lambda name, **kw: messages.append({"name": name, **kw}))
+    return messages
+
+
+@pytest.fixture
 def wait_for():
     """``wait_for(predicate, timeout=..., what=...)``: poll until truthy, else fail."""
     return _wait_for

@@ -71,10 +71,16 @@ def test_sigterm_mid_import_requeues_it_and_the_rows_land_exactly_once(
     _running(job, progress=0.05)
     _sigterm_main(first)
     job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED, (job.status, job.error)
-    assert Example.objects.filter(project=project).count() == 0  # rolled back, nothing half
-    celery_worker_factory()
-    wait_for_status(job, JobStatus.SUCCEEDED, timeout=180)
+    if job.status == JobStatus.SUCCEEDED:
+        # A fast machine can reach the import's commit point before the stop: then its handler
+        # finishes it during the warm shutdown, and it must not be queued to run again.
+        assert job.committed_at is not None and job.attempts == 1, job.log
+    else:
+        assert job.status == JobStatus.QUEUED, (job.status, job.error)
+        assert job.committed_at is None
+        assert Example.objects.filter(project=project).count() == 0  # rolled back, nothing half
+        celery_worker_factory()
+        wait_for_status(job, JobStatus.SUCCEEDED, timeout=180)
     assert job.result["rows"] == ROWS
     assert Example.objects.filter(project=project).count() == ROWS
 

@@ -19,16 +19,6 @@ from apps.jobs.services import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    """Capture the task messages instead of sending them to the broker."""
-    from workers.celery_app import app
-
-    messages = []
-    monkeypatch.setattr(app, "send_task", lambda name, **kw: messages.append({"name": name, **kw}))
-    return messages
-
-
 def test_launch_creates_a_queued_job_and_enqueues_it_on_commit(
     project, admin_user, sent, settings, django_capture_on_commit_callbacks
 ):

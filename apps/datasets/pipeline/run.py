@@ -346,11 +346,14 @@ def import_examples(
     options: ImportOptions,
     progress: ProgressFn | None = None,
     max_bytes: int | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> dict:
     """Import the file or WRENCH folder at ``path`` into ``project``, all or nothing.
 
     Returns a summary (rows per split, labels); raises :class:`ImportFailed` listing the
     problems (file, line/row, column, reason) when anything is wrong, having changed nothing.
+    ``before_commit`` runs inside the transaction that commits the rows, as its last step (a
+    job passes ``JobContext.commit_point``: a job re-queued meanwhile rolls the import back).
     """
     if options.format not in FORMATS:
         raise ImportFailed([_problem(path.name, f"unknown format '{options.format}'")])
@@ -395,7 +398,9 @@ def import_examples(
         projects = Project.objects if staged else Project.objects.select_for_update()
         locked = projects.get(pk=project.pk)
         try:
-            summary = _run(locked, path, files, name, prefix, options, problems, total, progress)
+            summary = _run(
+                locked, path, files, name, prefix, options, problems, total, progress, before_commit
+            )
         except TooManyProblems:
             summary = None
         except (IntegrityError, PsycopgIntegrityError) as exc:
@@ -418,7 +423,9 @@ def _problem(file: str, reason: str) -> Problem:
     return Problem(file=file, reason=reason)
 
 
-def _run(project, path, files, name, prefix, options, problems, total, progress) -> dict | None:
+def _run(
+    project, path, files, name, prefix, options, problems, total, progress, before_commit
+) -> dict | None:
     labels_before = list(project.labels)
     counter = ByteCounter(total)
     if options.format == "wrench":
@@ -473,6 +480,7 @@ def _run(project, path, files, name, prefix, options, problems, total, progress)
             problems,
             counter,
             progress,
+            before_commit,
         )
     except (IntegrityError, PsycopgIntegrityError) as exc:
         # The streaming COPY relies on the unique index for duplicate ids within the file
@@ -537,6 +545,7 @@ def _write_all(
     problems,
     counter,
     progress,
+    before_commit,
 ):
     # Duplicate ids within the file: the unique index finds them in a streaming COPY (see
     # _run); otherwise a set of the ids seen so far does.
@@ -573,6 +582,8 @@ def _write_all(
         if labels.labels != labels_before:
             project.labels = labels.labels
             project.save(update_fields=["labels"])
+        if before_commit is not None:
+            before_commit()
     if progress is not None:
         progress(1.0, f"{writer.written:,} examples imported")
     return {
