@@ -87,6 +87,7 @@ class Prepared:
             proposer=self.proposer,
             seed_pool_votes=pool_votes,
             seed_dev_votes=dev_votes,
+            dev_ids=self.data.dev_ids,
         )
 
 

@@ -638,28 +638,48 @@ def _json_safe(value):
 
 
 # --------------------------------------------------------------------------- labels
-def _write_pool_labels(
+LABEL_FIELDS = ["label", "confidence", "margin", "label_source", "label_version"]
+
+
+def label_margins(proba: np.ndarray) -> np.ndarray:
+    """(n,) top-1 minus top-2 probability of each row of ``proba`` (n, K): 0 = a coin toss
+    between the two likeliest labels, 1 = certain."""
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.shape[0] == 0:
+        return np.zeros(0)
+    if proba.shape[1] < 2:
+        return np.ones(proba.shape[0])
+    top2 = np.sort(proba, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def _write_labels(
     *,
     project: Project,
-    pool_ids: np.ndarray,
-    labels: np.ndarray,
-    confidence: np.ndarray,
+    ids: np.ndarray,
+    proba: np.ndarray,
     source: str,
     version: str,
     clear_ids: np.ndarray | None = None,
     keep_sources: tuple[str, ...] = (LabelSource.GOLD,),
 ) -> int:
-    """Set label/confidence/source/version on pool examples (not on those whose current
-    label_source is in ``keep_sources``); ``clear_ids`` lose a label of this ``source``.
-    Call inside a transaction. Returns how many rows were written."""
+    """Set label/confidence/margin/source/version from ``proba`` (n, K) on the examples ``ids``
+    (any split), except those whose current label_source is in ``keep_sources``; ``clear_ids``
+    lose a label of this ``source``. Call inside a transaction. Returns how many rows were
+    written."""
     written = 0
     keep = set(
-        Example.objects.filter(
-            project=project, split=Split.POOL, label_source__in=keep_sources
-        ).values_list("id", flat=True)
+        Example.objects.filter(project=project, label_source__in=keep_sources).values_list(
+            "id", flat=True
+        )
     )
+    labels = proba.argmax(axis=1) if ids.size else np.zeros(0, dtype=np.int64)
+    confidence = proba.max(axis=1) if ids.size else np.zeros(0)
+    margins = label_margins(proba)
     batch = []
-    for pk, label, conf in zip(pool_ids.tolist(), labels.tolist(), confidence.tolist()):
+    for pk, label, conf, margin in zip(
+        ids.tolist(), labels.tolist(), confidence.tolist(), margins.tolist()
+    ):
         if pk in keep:
             continue
         batch.append(
@@ -667,24 +687,27 @@ def _write_pool_labels(
                 pk=pk,
                 label=int(label),
                 confidence=float(conf),
+                margin=float(margin),
                 label_source=source,
                 label_version=version,
             )
         )
         if len(batch) >= UPDATE_BATCH:
-            Example.objects.bulk_update(
-                batch, ["label", "confidence", "label_source", "label_version"]
-            )
+            Example.objects.bulk_update(batch, LABEL_FIELDS)
             written += len(batch)
             batch = []
     if batch:
-        Example.objects.bulk_update(batch, ["label", "confidence", "label_source", "label_version"])
+        Example.objects.bulk_update(batch, LABEL_FIELDS)
         written += len(batch)
     if clear_ids is not None and clear_ids.size:
         for start in range(0, clear_ids.size, UPDATE_BATCH):
             chunk = clear_ids[start : start + UPDATE_BATCH].tolist()
             Example.objects.filter(project=project, pk__in=chunk, label_source=source).update(
-                label=None, confidence=None, label_source=LabelSource.NONE, label_version=""
+                label=None,
+                confidence=None,
+                margin=None,
+                label_source=LabelSource.NONE,
+                label_version="",
             )
     return written
 
@@ -719,11 +742,10 @@ def refresh_labels(
     keep = (LabelSource.GOLD,) if overwrite_model_labels else (LabelSource.GOLD, LabelSource.MODEL)
     progress(0.85, "Writing labels")
     with transaction.atomic():
-        written = _write_pool_labels(
+        written = _write_labels(
             project=project,
-            pool_ids=pool_ids[covered],
-            labels=soft.argmax(axis=1) if covered.size else np.zeros(0, dtype=np.int64),
-            confidence=soft.max(axis=1) if covered.size else np.zeros(0),
+            ids=pool_ids[covered],
+            proba=soft if covered.size else np.zeros((0, prepared.data.n_classes)),
             source=LabelSource.RULES,
             version="",
             clear_ids=pool_ids[uncovered],
@@ -811,14 +833,21 @@ def finalize(
         raise TrainingError(str(exc)) from exc
     K = prepared.data.n_classes
     features, split = prepared.features, prepared.data
+    # Predictions that reach dev and test rows never come from a model that trained on the
+    # row's label: test labels are never trained on; dev is cross-fitted (one self-trained
+    # model per dev fold, none of whose parts saw the fold: see PRBoostLoop.crossfit_dev_proba).
+    test_proba = (
+        final.predict_proba(features.test_X, split.test) if len(split.test) else np.zeros((0, K))
+    )
+    dev_proba = loop.crossfit_dev_proba(data, progress=scaled(progress, 0.9, 0.97))
     test = (
-        _scores(split.test.labels, final.predict_proba(features.test_X, split.test), K)
+        _scores(split.test.labels, test_proba, K)
         if len(split.test)
         else {"accuracy": None, "f1": None}
     )
-    dev = _scores(split.dev.labels, final.predict_proba(features.dev_X, split.dev), K)
+    dev = _scores(split.dev.labels, dev_proba, K)  # honest: cross-fitted
     version = f"prboost round {previous.number}"
-    progress(0.92, "Writing labels")
+    progress(0.97, "Writing labels")
     storage = artifact_storage()
     saved_path = None
     try:
@@ -832,14 +861,29 @@ def finalize(
                 dev_ids=prepared.data.dev_ids,
             )
             saved_path = artifact.path
-            written = _write_pool_labels(
+            written = _write_labels(
                 project=project,
-                pool_ids=prepared.data.pool_ids,
-                labels=final.pool_labels,
-                confidence=final.pool_confidence,
+                ids=prepared.data.pool_ids,
+                proba=final.pool_proba,
                 source=LabelSource.MODEL,
                 version=version,
             )
+            predicted = {
+                Split.DEV: _write_labels(
+                    project=project,
+                    ids=prepared.data.dev_ids,
+                    proba=dev_proba,
+                    source=LabelSource.MODEL,
+                    version=f"{version} (cross-fitted)",
+                ),
+                Split.TEST: _write_labels(
+                    project=project,
+                    ids=prepared.data.test_ids,
+                    proba=test_proba,
+                    source=LabelSource.MODEL,
+                    version=version,
+                ),
+            }
             label_set = LabelSet.objects.create(
                 project=project,
                 round=previous,
@@ -851,8 +895,10 @@ def finalize(
                     {
                         "test_accuracy": test["accuracy"],
                         "test_f1": test["f1"],
-                        "dev_accuracy": dev["accuracy"],
+                        "dev_accuracy": dev["accuracy"],  # cross-fitted
                         "dev_f1": dev["f1"],
+                        "dev_predicted": predicted[Split.DEV],
+                        "test_predicted": predicted[Split.TEST],
                         "self_training_kept": int(final.kept.size),
                         "mean_confidence": float(final.pool_confidence.mean())
                         if final.pool_confidence.size
@@ -864,7 +910,10 @@ def finalize(
         if saved_path:
             storage.delete(saved_path)
         raise
-    log(f"Finalized {written} pool labels as '{version}'.")
+    log(
+        f"Finalized {written} pool labels as '{version}'; predictions on "
+        f"{predicted[Split.DEV]} dev (cross-fitted) and {predicted[Split.TEST]} test examples."
+    )
     progress(1.0, "Labels finalized")
     return label_set
 
