@@ -305,15 +305,25 @@ def _set_gold_from_detail(request, project, example) -> None:
 # --- gold labeling ---------------------------------------------------------------------------
 
 
+# Where examples to label come from (``?source=``): unlabeled ones of the split itself, the pool
+# at random, or the pool least sure first (active learning: smallest margin first).
+LEAST_SURE = "least_sure"
+
+
 def _label_mode(params) -> tuple[str, bool]:
     split = params.get("split", Split.DEV)
     if split not in services.GOLD_SPLITS:
         split = Split.DEV
-    return split, params.get("source") == "pool"
+    return split, params.get("source") in ("pool", LEAST_SURE)
 
 
-def _mode_key(project, split: str, from_pool: bool) -> str:
-    return f"{project.pk}:{split}:{'pool' if from_pool else 'split'}"
+def _least_sure(params) -> bool:
+    return params.get("source") == LEAST_SURE
+
+
+def _mode_key(project, split: str, from_pool: bool, least_sure: bool = False) -> str:
+    source = LEAST_SURE if least_sure else ("pool" if from_pool else "split")
+    return f"{project.pk}:{split}:{source}"
 
 
 def _session_dict(request, name: str) -> dict:
@@ -332,20 +342,57 @@ def _undo_history(request) -> list:
     return history
 
 
-def _label_url(project, split: str, from_pool: bool) -> str:
+def _label_url(project, split: str, from_pool: bool, least_sure: bool = False) -> str:
     query = {"split": split}
     if from_pool:
-        query["source"] = "pool"
+        query["source"] = LEAST_SURE if least_sure else "pool"
     return f"{reverse('datasets:label', args=[project.pk])}?{urlencode(query)}"
 
 
-def _card_context(request, project, split: str, from_pool: bool, *, current_id=None) -> dict:
+QUEUE_PREVIEW = 5  # the least-sure queue shows this many examples after the current one
+
+
+def _queue_context(project, example, candidates) -> dict:
+    """What the least-sure card shows about the queue: the current example's label and margin,
+    and the next few in order (the order itself is the explanation)."""
+    names = project.labels or []
+    after = []
+    if example is not None:
+        after = list(
+            candidates.exclude(pk=example.pk).values("pk", "external_id", "margin", "label")[
+                :QUEUE_PREVIEW
+            ]
+        )
+    for row in after:
+        row["label_name"] = services.label_name(project, row["label"])
+    current = None
+    if example is not None and example.margin is not None:
+        current = {
+            "label_name": services.label_name(project, example.label)
+            if example.label is not None
+            else "",
+            "confidence": example.confidence,
+            "margin": example.margin,
+            "source": example.get_label_source_display(),
+        }
+    return {
+        "queue_current": current,
+        "queue_next": after,
+        "queue_left": selectors.bounded_count(candidates),
+        "queue_unscored": selectors.unscored_pool_count(project=project),
+        "n_labels": len(names),
+    }
+
+
+def _card_context(
+    request, project, split: str, from_pool: bool, *, current_id=None, least_sure: bool = False
+) -> dict:
     # apps.agreement builds on datasets (its answers point at examples), so the gold labeling
     # page asks it for overlap at the point of use rather than importing it at module level.
     from apps.agreement import selectors as agreement_selectors
     from apps.agreement import services as agreement_services
 
-    key = _mode_key(project, split, from_pool)
+    key = _mode_key(project, split, from_pool, least_sure)
     skipped = _session_dict(request, "label_skipped").get(key, [])
     current = _session_dict(request, "label_current")
     if current_id is None:
@@ -364,6 +411,7 @@ def _card_context(request, project, split: str, from_pool: bool, *, current_id=N
         exclude_ids=skipped,
         current_id=current_id,
         candidates=candidates,
+        least_sure=least_sure,
     )
     current[key] = example.pk if example else None
     request.session.modified = True
@@ -376,7 +424,17 @@ def _card_context(request, project, split: str, from_pool: bool, *, current_id=N
         for index, name in enumerate(project.labels or [])
     ]
     pool_left = None
-    if from_pool:
+    queue = {}
+    if least_sure:
+        base = (
+            candidates
+            if candidates is not None
+            else selectors.label_candidates(project=project, split=split, from_pool=True)
+        )
+        queue = _queue_context(
+            project, example, selectors.least_sure_first(base.exclude(id__in=skipped))
+        )
+    elif from_pool:
         pool_left = selectors.bounded_count(
             candidates
             if candidates is not None
@@ -389,6 +447,9 @@ def _card_context(request, project, split: str, from_pool: bool, *, current_id=N
         "labels": labels,
         "split": split,
         "from_pool": from_pool,
+        "least_sure": least_sure,
+        "source": LEAST_SURE if least_sure else ("pool" if from_pool else "split"),
+        **queue,
         "progress": progress,
         "pool_left": pool_left,
         "skipped_count": len(skipped),
@@ -407,31 +468,34 @@ def label(request, project_id: int):
     project = get_project_for_user(user=request.user, project_id=project_id)
     params = request.POST if request.method == "POST" else request.GET
     split, from_pool = _label_mode(params)
+    least_sure = _least_sure(params)
     if request.method != "POST":
-        context = _card_context(request, project, split, from_pool)
+        context = _card_context(request, project, split, from_pool, least_sure=least_sure)
         template = "datasets/label.html" + ("#card" if _wants_region(request) else "")
         response = render(request, template, context)
         patch_vary_headers(response, ["HX-Request"])
         return response
 
-    notice, level, current_id = _apply_label_action(request, project, split, from_pool)
+    key = _mode_key(project, split, from_pool, least_sure)
+    notice, level, current_id = _apply_label_action(request, project, split, from_pool, key)
     if _wants_region(request):
-        context = _card_context(request, project, split, from_pool, current_id=current_id)
+        context = _card_context(
+            request, project, split, from_pool, current_id=current_id, least_sure=least_sure
+        )
         context.update({"notice": notice, "notice_level": level})
         return render(request, "datasets/label.html#card", context)
     if notice:
         messages.add_message(request, messages.ERROR if level == "error" else messages.INFO, notice)
     if current_id is not None:
-        _session_dict(request, "label_current")[_mode_key(project, split, from_pool)] = current_id
+        _session_dict(request, "label_current")[key] = current_id
         request.session.modified = True
-    return HttpResponseRedirect(_label_url(project, split, from_pool), status=303)
+    return HttpResponseRedirect(_label_url(project, split, from_pool, least_sure), status=303)
 
 
-def _apply_label_action(request, project, split, from_pool) -> tuple[str, str, int | None]:
+def _apply_label_action(request, project, split, from_pool, key) -> tuple[str, str, int | None]:
     """Run the posted decision; returns (notice, level, example to show next or None)."""
     from apps.agreement import services as agreement_services  # see _card_context
 
-    key = _mode_key(project, split, from_pool)
     action = request.POST.get("action", "label")
     example_id = request.POST.get("example_id", "")
     overlap = agreement_services.overlap_for(project=project)

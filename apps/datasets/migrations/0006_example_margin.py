@@ -5,21 +5,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('datasets', '0005_partial_indexes_for_imports'),
-        ('projects', '0003_preference_task_type'),
+        ("datasets", "0005_partial_indexes_for_imports"),
+        ("projects", "0003_preference_task_type"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='example',
-            name='margin',
+            model_name="example",
+            name="margin",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='example',
-            index=models.Index(condition=models.Q(('gold_label__isnull', True), ('margin__isnull', False)), fields=['project', 'split', 'margin', 'id'], name='example_least_sure_idx'),
+            model_name="example",
+            index=models.Index(
+                condition=models.Q(("gold_label__isnull", True), ("margin__isnull", False)),
+                fields=["project", "split", "margin", "id"],
+                name="example_least_sure_idx",
+            ),
         ),
     ]
