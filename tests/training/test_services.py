@@ -112,13 +112,15 @@ def test_cancel_mid_round_leaves_the_previous_state_intact(
     job = Job.objects.create(
         project=youtube_project, kind=kinds.RUN_ROUND, launched_by=admin_user, params={}
     )
-    real_sync = services._sync_decisions
+    from apps.training.services import rounds
+
+    real_sync = rounds._sync_decisions
 
     def sync_then_cancel(loop, **kwargs):  # the admin presses cancel while the round runs
         request_cancel(job=Job.objects.get(pk=job.pk), user=admin_user)
         return real_sync(loop, **kwargs)
 
-    monkeypatch.setattr(services, "_sync_decisions", sync_then_cancel)
+    monkeypatch.setattr(rounds, "_sync_decisions", sync_then_cancel)
     runner.run_job(job.pk, prboost_tasks.run_round)
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
