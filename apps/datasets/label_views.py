@@ -85,7 +85,7 @@ def _queue_context(project, example, candidates) -> dict:
             "label_name": services.label_name(project, example.label)
             if example.label is not None
             else "",
-            "confidence": example.confidence,
+            "percent": f"{100 * (example.confidence or 0):.1f}",
             "margin": example.margin,
             "source": example.get_label_source_display(),
         }
