@@ -154,6 +154,12 @@ def test_finalize_predicts_dev_cross_fitted_and_test_with_margins(youtube_projec
     from models.prboost.loop import PRBoostLoop
 
     _no_seed_votes(youtube_project)
+    unlabeled = [
+        Example.objects.create(
+            project=youtube_project, external_id=f"no-gold-{split}", text=text, split=split
+        )
+        for split, text in (("dev", "check out my channel please"), ("test", "nice song"))
+    ]
     services.run_round(project=youtube_project)
     seen = {}
     real = PRBoostLoop.crossfit_dev_proba
@@ -165,7 +171,11 @@ def test_finalize_predicts_dev_cross_fitted_and_test_with_margins(youtube_projec
 
     monkeypatch.setattr(PRBoostLoop, "crossfit_dev_proba", crossfit)
     label_set = services.finalize(project=youtube_project)
-    dev = list(Example.objects.filter(project=youtube_project, split="dev").order_by("id"))
+    dev = list(
+        Example.objects.filter(
+            project=youtube_project, split="dev", gold_label__isnull=False
+        ).order_by("id")
+    )
     assert {(e.label_source, e.label_version) for e in dev} == {
         ("model", "prboost round 1 (cross-fitted)")
     }
@@ -182,6 +192,7 @@ def test_finalize_predicts_dev_cross_fitted_and_test_with_margins(youtube_projec
     assert label_set.metrics["dev_predicted"] == 60 and label_set.metrics["test_predicted"] == 60
     test = Example.objects.filter(project=youtube_project, split="test")
     assert set(test.values_list("label_source", flat=True)) == {"model"}
+    assert test.filter(gold_label__isnull=False).count() == 60
     assert not test.filter(margin__isnull=True).exists()
     pool_margins = np.array(
         Example.objects.filter(project=youtube_project, split="pool").values_list(
@@ -190,6 +201,12 @@ def test_finalize_predicts_dev_cross_fitted_and_test_with_margins(youtube_projec
         dtype=float,
     )
     assert np.all((pool_margins >= 0) & (pool_margins <= 1))
+    # dev/test rows without gold are predicted too (no model saw a label of theirs)
+    assert label_set.metrics["unlabeled_predicted"] == 2
+    for example in unlabeled:
+        example.refresh_from_db()
+        assert example.label_source == "model" and example.margin is not None
+        assert example.label in (0, 1) and example.gold_label is None
     # "where it disagrees" now has dev/test rows whose prediction differs from gold
     from apps.datasets.selectors import disagreements_for_project
 

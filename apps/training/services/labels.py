@@ -241,6 +241,11 @@ def finalize(
         final.predict_proba(features.test_X, split.test) if len(split.test) else np.zeros((0, K))
     )
     dev_proba = loop.crossfit_dev_proba(data, progress=scaled(progress, 0.9, 0.97))
+    # dev/test rows without a gold label: no model saw a label of theirs, the final one predicts
+    # them (the disagreements view's "unsure, no gold" half)
+    unlabeled_proba = np.zeros((0, K))
+    if split.unlabeled is not None and features.unlabeled_X is not None:
+        unlabeled_proba = final.predict_proba(features.unlabeled_X, split.unlabeled)
     test = (
         _scores(split.test.labels, test_proba, K)
         if len(split.test)
@@ -284,6 +289,13 @@ def finalize(
                     source=LabelSource.MODEL,
                     version=version,
                 ),
+                "unlabeled": _write_labels(
+                    project=project,
+                    ids=prepared.data.unlabeled_ids[: unlabeled_proba.shape[0]],
+                    proba=unlabeled_proba,
+                    source=LabelSource.MODEL,
+                    version=version,
+                ),
             }
             label_set = LabelSet.objects.create(
                 project=project,
@@ -300,6 +312,7 @@ def finalize(
                         "dev_f1": dev["f1"],
                         "dev_predicted": predicted[Split.DEV],
                         "test_predicted": predicted[Split.TEST],
+                        "unlabeled_predicted": predicted["unlabeled"],
                         "self_training_kept": int(final.kept.size),
                         "mean_confidence": float(final.pool_confidence.mean())
                         if final.pool_confidence.size
@@ -313,7 +326,8 @@ def finalize(
         raise
     log(
         f"Finalized {written} pool labels as '{version}'; predictions on "
-        f"{predicted[Split.DEV]} dev (cross-fitted) and {predicted[Split.TEST]} test examples."
+        f"{predicted[Split.DEV]} dev (cross-fitted), {predicted[Split.TEST]} test and "
+        f"{predicted['unlabeled']} dev/test examples without a gold label."
     )
     progress(1.0, "Labels finalized")
     return label_set
