@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from models.cache import ArrayCache, hash_texts, make_key
+from models.cache import ArrayCache, CacheStore, hash_texts, make_key
 from models.prboost.templates import Template, TemplateError, build_prompts
 from models.progress import Progress, ensure_progress, scaled
 
@@ -381,7 +381,7 @@ def compute_answer_index(
     k: int = 10,
     entities: Sequence[tuple[Any, Any]] | None = None,
     batch_size: int | None = None,
-    cache_dir: Path | str | None = None,
+    cache_dir: Path | str | CacheStore | None = None,
     progress: Progress | None = None,
     *,
     vocab: AnswerVocab | None = None,
