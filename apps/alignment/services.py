@@ -219,7 +219,9 @@ def train_reward_model(
         weights=use_w,
         progress=lambda f, m: progress(0.3 + 0.65 * f, m),
         check_cancelled=check_cancelled,
+        device=None,  # the worker's GPU when it has one: this kind declares the gpu resource
     )
+    log(f"Trained on {model.device}.")
     n_dev = len(evals[PairSplit.DEV])
     dev_rows = np.arange(len(pool), len(pool) + n_dev)
     test_rows = np.arange(len(pool) + n_dev, len(everything))

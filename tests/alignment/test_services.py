@@ -230,3 +230,30 @@ def test_weight_runs_cache_features_in_the_shared_artifact_storage(
     make_pairs(pref_project)
     services.compute_weights(project=pref_project, params=FAST)
     assert seen and all(isinstance(where, StorageCacheStore) for where in seen)
+
+
+def test_the_reward_model_trains_on_the_workers_gpu_when_it_has_one(
+    pref_project, fake_encoder, monkeypatch
+):
+    """The train kind declares the gpu resource: the service asks for the worker's device (None =
+    CUDA when visible), and the job's log says where it trained."""
+    import torch
+
+    import models.dorm.pipeline as pipeline
+
+    asked = []
+    real = pipeline.train_reward_model
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs.get("device", "cpu"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_reward_model", recording)
+    make_pairs(pref_project)
+    lines = []
+    services.train_reward_model(
+        project=pref_project, params={"reward_model": "head"}, log=lines.append
+    )
+    assert asked == [None]
+    where = "cuda" if torch.cuda.is_available() else "cpu"
+    assert any(line.startswith(f"Trained on {where}") for line in lines), lines
