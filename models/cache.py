@@ -125,12 +125,16 @@ class ArrayCache:
         self._write(key, ".npy", lambda f: np.save(f, np.asarray(array)))
 
     # several arrays ------------------------------------------------------------------------
-    def get_many(self, key: str, names: Sequence[str]) -> dict[str, np.ndarray] | None:
-        """The stored arrays by name, or None when absent or missing one of ``names``."""
+    def get_many(
+        self, key: str, names: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray] | None:
+        """The stored arrays by name (all of them when ``names`` is None), or None when absent or
+        missing one of ``names``."""
         if not self.enabled:
             return None
         try:
             with np.load(self._open(key, ".npz"), allow_pickle=False) as z:
+                names = z.files if names is None else names
                 if not all(n in z.files for n in names):
                     return None
                 return {n: z[n] for n in names}
