@@ -29,9 +29,20 @@ KNOWN_BACK_EDGES = {
     # apps/api/permissions.py re-exports them for apps/training/api.py only, and goes when that
     # import changes (apps/training is being split by another change).
     ("apps.api", "apps.projects"): {"apps/api/permissions.py"},
-    # projects' selectors count examples (apps.datasets.models) for the project pages, while
-    # examples belong to a project: the counts could move to datasets' selectors.
-    ("apps.projects", "apps.datasets"): {"apps/projects/selectors.py"},
+}
+# apps.projects is the bottom of the domain (projects, membership, roles: every app imports it).
+# Its pages and its delete show or remove what the apps above hold, so they ask those apps inside
+# functions, from these files only (the reads themselves live above: e.g. the example counts in
+# apps/datasets/overview.py). A new place fails here: put the read in the app that owns the data.
+PROJECTS_REACH_UP_FROM = {
+    "apps.accounts": {"apps/projects/middleware.py", "apps/projects/views.py"},
+    "apps.alignment": {"apps/projects/views.py"},
+    "apps.datasets": {
+        "apps/projects/lifecycle.py",
+        "apps/projects/services.py",
+        "apps/projects/views.py",
+    },
+    "apps.jobs": {"apps/projects/lifecycle.py", "apps/projects/views.py"},
 }
 # Files over MAX_LINES that are being split elsewhere (issue 15, item 2).
 KNOWN_LONG_FILES = {"apps/training/services.py"}
@@ -164,6 +175,18 @@ def test_apps_do_not_import_workers_at_module_level():
     graph = _graph()
     importers = {app: sorted(graph[app]["workers"]) for app in graph if "workers" in graph[app]}
     assert importers == {}, f"apps/ imports workers/ (workers/ is wiring over apps/): {importers}"
+
+
+def test_projects_reaches_the_apps_above_it_only_from_its_pages_and_lifecycle():
+    module_level, lazy = _graph(), _graph(module_level=False)
+    above = {
+        unit
+        for unit, targets in module_level.items()
+        if "apps.projects" in targets and (unit, "apps.projects") not in KNOWN_BACK_EDGES
+    }
+    reaches = {unit: lazy["apps.projects"][unit] for unit in above if unit in lazy["apps.projects"]}
+    assert reaches == PROJECTS_REACH_UP_FROM
+    assert not above & set(module_level["apps.projects"]), "apps.projects imports an app above it"
 
 
 def test_rules_and_datasets_do_not_import_each_other_any_more():
