@@ -189,6 +189,19 @@ def test_projects_reaches_the_apps_above_it_only_from_its_pages_and_lifecycle():
     assert not above & set(module_level["apps.projects"]), "apps.projects imports an app above it"
 
 
+def test_only_training_still_imports_the_permissions_from_apps_api():
+    """New code imports apps.projects.permissions; the re-export goes with its last user."""
+    users = set()
+    for path in _sources():
+        tree = ast.parse(path.read_text(), str(path))
+        for imported, names, _ in _imports(tree, module_level=False):
+            if imported == "apps.api.permissions" or (
+                imported == "apps.api" and "permissions" in names
+            ):
+                users.add(str(path.relative_to(ROOT)))
+    assert users <= {"apps/training/api.py"}, users
+
+
 def test_rules_and_datasets_do_not_import_each_other_any_more():
     graph = _graph(module_level=False)  # lazy imports included
     assert "apps.rules" not in graph["apps.datasets"], graph["apps.datasets"]["apps.rules"]
