@@ -1,14 +1,16 @@
 """GPU check of models/: causal LM answers, the answer pass, the fine-tuned learner, label model,
-LoRC (low-rank latent KV cache).
+LoRC (low-rank latent KV cache), the DORM reward model and a PTLoss distillation.
 
-    python -m bench gpu_check [--device cuda] [--n-texts 2000] [--threads 1] [--strict]
+    python -m bench gpu_check [--device cuda] [--n-texts N] [--threads 1] [--strict]
 
 Needs no network and no hub model: a tiny random Llama (causal LM) and a tiny random BERT (learner)
 are built from configs with a byte-level BPE tokenizer trained here on synthetic sentences, saved
 with ``save_pretrained`` to a temp folder and loaded back through Frugal's own loaders. Without a
-GPU it falls back to "cpu" (bf16 then runs on the CPU) and says so. One table row per check:
+GPU it falls back to "cpu" (bf16 then runs on the CPU), runs every path there (well under two
+minutes) and ends with a SKIP row naming the GPU legs it could not run. One table row per check:
 name, device, seconds, result, PASS/FAIL/SKIP. Exit code 0 when no row FAILs (``--strict``: no
-row SKIPs either; the label model needs ``snorkel``, ``pyahocorasick`` and ``google-re2``).
+row SKIPs either, so a CPU-only machine fails it; the label model needs ``snorkel``,
+``pyahocorasick`` and ``google-re2``).
 """
 
 from __future__ import annotations
@@ -283,10 +285,7 @@ def check_learner(enc_dir: Path, device: str) -> list[Row]:
 
 # --------------------------------------------------------------------------- 4. label model
 def check_label_model(device: str) -> list[Row]:
-    """SnorkelLabelModel fitted on ``device`` vs on cpu (same synthetic label matrix).
-
-    Frugal's wrapper takes no device (Snorkel's config does, default "cpu"), so the device fit
-    swaps in a subclass passing ``device=`` to Snorkel's LabelModel for the duration of the fit."""
+    """SnorkelLabelModel fitted on ``device`` vs on cpu (same synthetic label matrix)."""
     try:
         import models.prboost.label_models as lmod
     except ImportError as exc:
@@ -299,20 +298,10 @@ def check_label_model(device: str) -> list[Row]:
     votes = np.where(rng.random((n, m)) < acc, y[:, None], rng.integers(0, k, size=(n, m)))
     votes = np.where(rng.random((n, m)) < 0.3, votes, -1)  # each rule covers ~30%
     L = lmod.LabelMatrix.from_dense(votes)
-    base = lmod._OverlapLabelModel
     probas, rows = {}, []
     for dev in dict.fromkeys(["cpu", device]):
-
-        class OnDevice(base):
-            def __init__(self, *args, dev=dev, **kwargs):
-                super().__init__(*args, device=dev, **kwargs)
-
-        lmod._OverlapLabelModel = OnDevice
-        try:
-            model = lmod.SnorkelLabelModel(n_epochs=200)
-            _, sec = timed(lambda model=model: model.fit(L, k, seed=0), dev)
-        finally:
-            lmod._OverlapLabelModel = base
+        model = lmod.SnorkelLabelModel(n_epochs=200, device=dev)
+        _, sec = timed(lambda model=model: model.fit(L, k, seed=0), dev)
         on = str(model.model_.mu.device)
         probas[dev] = proba = model.predict_proba(L)
         covered = L.covered()
@@ -386,6 +375,96 @@ def check_lorc(lm_dir: Path, device: str) -> list[Row]:
     return rows
 
 
+# --------------------------------------------------------------------------- 6. DORM
+def check_dorm(enc_dir: Path, device: str, cache_dir: Path) -> list[Row]:
+    """DORM's reward model: pairs whose chosen text is on topic 0 and rejected on topic 1,
+    encoded by the tiny BERT (``encode_pairs``), then the "top" reward model (the encoder's last
+    layer + a head) trained with per-pair weights through ``train_reward_model`` on ``device``;
+    held-out pair accuracy, and the scores it gives through ``score_texts``."""
+    from models.dorm import reward as rw
+    from models.dorm.data import PairSet
+    from models.dorm.pipeline import DormConfig, encode_pairs, score_texts, train_reward_model
+
+    good, y_good = make_texts(800, seed=7)
+    good = [t for t, c in zip(good, y_good) if c == 0][:240]
+    bad = [t for t, c in zip(*make_texts(800, seed=8)) if c == 1][:240]
+    prompts = [f"Question {i}: what is new?" for i in range(240)]
+    pairs = PairSet(prompts, good, bad)
+    train_rows, test_rows = np.arange(180), np.arange(180, 240)
+    weights = np.random.default_rng(9).uniform(0.5, 1.5, size=len(train_rows))
+    reward = rw.RewardConfig(kind="top", epochs=3, lr=1e-3, head_lr=1e-2, batch_size=32)
+    config = DormConfig(reward=reward, encoder=str(enc_dir), n_top=1, max_length=32)
+    data = encode_pairs(pairs, config, cache_dir=cache_dir)  # the encoder pass: cached, reused
+    rows = []
+    for dev in dict.fromkeys([device, "cpu"]):
+        fit = lambda dev=dev: train_reward_model(  # noqa: E731
+            data, train_rows, config, weights=weights, device=dev
+        )
+        model, sec = timed(fit, dev)
+        on = str(model.device)
+        acc = rw.accuracy(model, data, test_rows)
+        scores = score_texts(model, config, prompts[-8:], good[-8:], cache_dir=cache_dir)
+        ok = on.startswith(dev) and acc >= 0.8 and scores.shape == (8,)
+        ok = ok and bool(np.isfinite(scores).all())
+        rows.append(
+            Row(
+                "dorm reward model (top layer) 3 epochs x 180 pairs",
+                dev,
+                sec,
+                f"params on {on}; held-out pair acc {acc:.3f} (chance 0.5); "
+                f"{len(scores)} scores finite {bool(np.isfinite(scores).all())}",
+                "PASS" if ok else "FAIL",
+            )
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- 7. PTLoss
+def check_ptloss(enc_dir: Path, device: str) -> list[Row]:
+    """A PTLoss distillation of a noisy teacher into a classifier built from the tiny BERT: ε
+    chosen on dev (``select_eps``), 3 epochs of ``train(loss="ptloss")`` on ``device``, held-out
+    accuracy against the gold labels, and predictions returned as numpy from the device."""
+    from models.ptloss import select_eps
+    from models.ptloss.distill import TrainConfig, predict_proba, train
+    from models.ptloss.students import build_classifier, encode
+
+    texts, y = make_texts(700, seed=10)
+    rng = np.random.default_rng(11)
+    confidence = rng.uniform(0.6, 0.95, size=len(y))
+    teacher = np.where(np.eye(2)[y] > 0, confidence[:, None], 1 - confidence[:, None])
+    train_rows, dev_rows, test_rows = np.arange(500), np.arange(500, 600), np.arange(600, 700)
+    selection = select_eps(teacher[dev_rows], y[dev_rows], n_candidates=16, seed=0)
+    rows = []
+    for dev in dict.fromkeys([device, "cpu"]):
+        model, tok = build_classifier(str(enc_dir), n_classes=2, seed=0)
+        model.to(dev)
+        enc = encode(tok, texts, max_length=32)
+        cfg = TrainConfig(epochs=3, batch_size=32, lr=1e-3)
+
+        def run(model=model, enc=enc, cfg=cfg):
+            return train(model, enc.subset(train_rows), loss="ptloss",
+                         teacher=teacher[train_rows], eps=selection.eps, config=cfg)  # fmt: skip
+
+        _, sec = timed(run, dev)
+        on = str(next(model.parameters()).device)
+        proba = predict_proba(model, enc.subset(test_rows))
+        acc = float((proba.argmax(1) == y[test_rows]).mean())
+        ok = on.startswith(dev) and proba.shape == (100, 2) and acc >= 0.8
+        ok = ok and bool(np.allclose(proba.sum(1), 1, atol=1e-4))
+        rows.append(
+            Row(
+                "ptloss distillation 3 epochs x 500",
+                dev,
+                sec,
+                f"params on {on}; eps #{selection.index} of {len(selection.mse)} "
+                f"({'KD' if selection.is_kd else 'perturbed'}); held-out acc {acc:.3f} "
+                f"(chance 0.5)",
+                "PASS" if ok else "FAIL",
+            )
+        )
+    return rows
+
+
 def print_table(rows: list[Row]) -> None:
     headers = ["check", "device", "seconds", "result", "status"]
     cells = [headers] + [[r.name, r.device, f"{r.seconds:.2f}", r.result, r.status] for r in rows]
@@ -400,7 +479,10 @@ def print_table(rows: list[Row]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench gpu_check", description=__doc__)
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--n-texts", type=int, default=2000, help="texts of the answer-pass check")
+    p.add_argument(
+        "--n-texts", type=int, default=None,
+        help="texts of the answer-pass check (default 2000 on a GPU, 500 on the CPU)",
+    )  # fmt: skip
     p.add_argument("--n-prompts", type=int, default=256, help="prompts of the causal LM check")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--strict", action="store_true", help="a skipped check fails the run too")
@@ -416,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     device = resolve_device(args.device)
+    if args.n_texts is None:
+        args.n_texts = 2000 if device.startswith("cuda") else 500
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, ", end="")
     print(f"python {sys.version.split()[0]}, cpu threads {args.threads}")
     if device.startswith("cuda"):
@@ -440,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
             ("fine-tuned encoder", lambda: check_learner(enc_dir, device)),
             ("label model", lambda: check_label_model(device)),
             ("lorc", lambda: check_lorc(lm_dir, device)),
+            ("dorm reward model", lambda: check_dorm(enc_dir, device, root / "cache")),
+            ("ptloss distillation", lambda: check_ptloss(enc_dir, device)),
         ]
         for name, check in checks:
             t0 = time.perf_counter()
@@ -449,6 +535,13 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 msg = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:200]
                 rows.append(Row(name, device, time.perf_counter() - t0, msg, "FAIL"))
+    if not device.startswith("cuda"):
+        skipped = [name for name, _ in checks]
+        rows.append(
+            Row("GPU legs", "cuda", 0.0,
+                f"no CUDA device: skipped on the GPU ({', '.join(skipped)}); "
+                "each ran on the CPU above", "SKIP")
+        )  # fmt: skip
     print()
     print_table(rows)
     bad = {"FAIL", "SKIP"} if args.strict else {"FAIL"}

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from models.cache import ArrayCache, hash_texts, make_key
+from models.cache import ArrayCache, CacheStore, hash_texts, make_key
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -570,7 +570,7 @@ def embed_texts(
     texts: Sequence[str],
     encoder: str | Encoder | None = None,
     batch_size: int = 64,
-    cache_dir: Path | str | None = None,
+    cache_dir: Path | str | CacheStore | None = None,
     progress: Progress | None = None,
     *,
     device: str | None = None,

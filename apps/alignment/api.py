@@ -17,9 +17,9 @@ from apps.alignment.serializers import (
     ScoreResponseSerializer,
 )
 from apps.alignment.views import export_response
-from apps.api.permissions import ProjectScopedMixin
 from apps.jobs.artifacts import open_artifact
 from apps.projects.models import TaskType
+from apps.projects.permissions import ProjectScopedMixin
 
 
 class PairPagination(PageNumberPagination):

@@ -25,6 +25,7 @@ from apps.alignment.models import (
     Rejudgement,
     WeightRun,
 )
+from apps.jobs.artifacts import model_cache
 from apps.projects.models import Role
 
 REWARD_MODEL_KIND = "reward_model"
@@ -121,7 +122,7 @@ def compute_weights(
         _pair_set(pairs),
         config,
         progress=lambda f, m: progress(0.2 * f, m),
-        cache_dir=settings.FRUGAL_MODEL_CACHE_DIR,
+        cache_dir=model_cache(),
     )
     train_rows = np.arange(len(pool))
     val_rows = np.arange(len(pool), len(pairs))
@@ -205,7 +206,7 @@ def train_reward_model(
         _pair_set(everything),
         config,
         progress=lambda f, m: progress(0.3 * f, m),
-        cache_dir=settings.FRUGAL_MODEL_CACHE_DIR,
+        cache_dir=model_cache(),
     )
     log(
         f"Training on {len(rows)} of {len(pool)} pool pairs "
@@ -218,7 +219,9 @@ def train_reward_model(
         weights=use_w,
         progress=lambda f, m: progress(0.3 + 0.65 * f, m),
         check_cancelled=check_cancelled,
+        device=None,  # the worker's GPU when it has one: this kind declares the gpu resource
     )
+    log(f"Trained on {model.device}.")
     n_dev = len(evals[PairSplit.DEV])
     dev_rows = np.arange(len(pool), len(pool) + n_dev)
     test_rows = np.arange(len(pool) + n_dev, len(everything))

@@ -16,10 +16,10 @@ from rest_framework.exceptions import APIException, PermissionDenied, Validation
 from rest_framework.response import Response
 
 from apps.api.pagination import cursor_pagination
-from apps.api.permissions import ProjectScopedMixin
 from apps.datasets import selectors, services
 from apps.datasets.example_filters import ExampleFilterForm
 from apps.datasets.models import Example, Split
+from apps.projects.permissions import ProjectScopedMixin
 
 
 class ExampleSerializer(serializers.ModelSerializer):

@@ -15,8 +15,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
-from apps.api.permissions import ProjectScopedMixin
 from apps.datasets import export
+from apps.projects.permissions import ProjectScopedMixin
 
 
 class ExportApi(ProjectScopedMixin, APIView):

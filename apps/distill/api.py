@@ -5,8 +5,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.api.permissions import ProjectScopedMixin
 from apps.distill import services
+from apps.projects.permissions import ProjectScopedMixin
 
 MAX_ITEMS = 256
 MAX_TEXT_CHARS = 5000

@@ -122,8 +122,11 @@ def encoder_name(params: dict) -> str | None:
     return params.get("encoder") or getattr(settings, "FRUGAL_DISTILL_ENCODER", "") or None
 
 
-def _encoder_teacher(*, data, texts, labeled, params, K, progress, log, check_cancelled) -> dict:
-    """Cross-fitted fine-tuned encoder: soft labels on the pool, dev and test (see module doc)."""
+def _encoder_teacher(
+    *, data, texts, labeled, params, K, progress, log, check_cancelled, device="cpu"
+) -> dict:
+    """Cross-fitted fine-tuned encoder: soft labels on the pool, dev and test (see module doc);
+    trained on ``device``, its throughput measured on the CPU."""
     from models.ptloss import cross_fit
     from models.ptloss.distill import TrainConfig, examples_per_second, predict_proba, train
     from models.ptloss.students import build_classifier, encode
@@ -148,6 +151,7 @@ def _encoder_teacher(*, data, texts, labeled, params, K, progress, log, check_ca
     def fit_predict(tr, held, sub):
         check_cancelled()
         model, _ = build_classifier(name, n_classes=K, seed=params["seed"])
+        model.to(device)
         cfg = TrainConfig(epochs=params["teacher_epochs"], lr=3e-4, batch_size=16, seed=0)
         train(
             model,
@@ -160,7 +164,8 @@ def _encoder_teacher(*, data, texts, labeled, params, K, progress, log, check_ca
         )
         if not speed and enc_extra is not None:
             rows = np.arange(min(SPEED_ROWS, len(enc_extra)))
-            speed.append(examples_per_second(model, enc_extra.subset(rows)))
+            speed.append(examples_per_second(model.to("cpu"), enc_extra.subset(rows)))
+            model.to(device)
         extra = predict_proba(model, enc_extra) if enc_extra is not None else None
         return predict_proba(model, enc_lab.subset(held)), extra
 
@@ -280,6 +285,7 @@ def run_distillation(
     import torch
 
     from apps.training.data import TrainingDataError, load_project_data
+    from models.lm import resolve_device
     from models.ptloss import select_eps
     from models.ptloss.distill import TrainConfig, examples_per_second, predict_proba, train
     from models.ptloss.students import encode, n_parameters
@@ -288,6 +294,10 @@ def run_distillation(
     check = check_cancelled or (lambda: None)
     params = kinds.clean_params(params)
     torch.manual_seed(params["seed"])
+    # The worker's GPU when it has one (this kind declares the gpu resource); throughput is
+    # measured on the CPU, where the serving student answers.
+    device = resolve_device(None)
+    log(f"Models train on {device}.")
     try:
         data = load_project_data(project)
     except TrainingDataError as exc:
@@ -320,6 +330,7 @@ def run_distillation(
             progress=scaled(progress, 0.01, 0.3),
             log=log,
             check_cancelled=check,
+            device=device,
         )
     check()
     y_dev, y_test = data.dev.labels, data.test.labels
@@ -341,6 +352,7 @@ def run_distillation(
         sub = scaled(progress, 0.3 + 0.55 * j / len(losses), 0.3 + 0.55 * (j + 1) / len(losses))
         check()
         model, tokenizer = _build_student(params, K, data.label_names, params["seed"])
+        model.to(device)
         L = params["max_length"]
         enc_pool = encode(tokenizer, [texts["pool"][i] for i in train_idx], L)
         enc_dev = encode(tokenizer, texts["dev"], L)
@@ -364,6 +376,7 @@ def run_distillation(
         if len(y_test):
             test_acc = _accuracy(predict_proba(model, encode(tokenizer, texts["test"], L)), y_test)
         speed_rows = (texts["test"] or texts["dev"])[:SPEED_ROWS]
+        model.to("cpu")
         speed = examples_per_second(model, encode(tokenizer, speed_rows, L))
         blob = student_tar(
             model,

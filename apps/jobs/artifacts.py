@@ -3,16 +3,22 @@
 Everything goes through ``django.core.files.storage.storages["artifacts"]`` — a local folder by
 default, S3-compatible storage (django-storages) when several hosts must share artifacts — so a
 worker on one machine can save what a web process or another worker opens on another.
+
+The model cache (LM answers, embeddings, DORM features: arrays keyed by model and content) lives
+there too, found one way, :func:`model_cache`, so a CPU worker and a GPU worker on two hosts
+reuse each other's passes.
 """
 
 import re
 import uuid
+from pathlib import Path
 from typing import IO
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.base import ContentFile
-from django.core.files.storage import storages
+from django.core.files.storage import FileSystemStorage, storages
 from django.db import transaction
 
 from apps.jobs.models import Artifact
@@ -86,3 +92,50 @@ def delete_artifact(artifact: Artifact) -> None:
     """Remove the stored file and the row."""
     artifact_storage().delete(artifact.path)
     artifact.delete()
+
+
+MODEL_CACHE_PREFIX = "model-cache"
+
+
+class StorageCacheStore:
+    """The model cache inside object storage: a ``models.cache.CacheStore`` over a Django storage.
+
+    Entries are content-addressed (the same name always holds the same arrays), so a writer that
+    finds the name taken keeps the stored copy, and a copy saved beside it under another name by
+    a concurrent writer is removed again.
+    """
+
+    def __init__(self, storage, prefix: str = MODEL_CACHE_PREFIX) -> None:
+        self.storage = storage
+        self.prefix = prefix
+
+    def _path(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    def open(self, name: str) -> IO[bytes]:
+        return self.storage.open(self._path(name), "rb")  # FileNotFoundError when absent
+
+    def save(self, name: str, fileobj: IO[bytes]) -> None:
+        path = self._path(name)
+        if self.storage.exists(path):
+            return
+        stored = self.storage.save(path, File(fileobj, name=path.rsplit("/", 1)[-1]))
+        if stored != path:
+            self.storage.delete(stored)
+
+    def exists(self, name: str) -> bool:
+        return self.storage.exists(self._path(name))
+
+
+def model_cache() -> Path | StorageCacheStore:
+    """Where jobs cache model outputs; pass it as ``cache_dir`` to ``models/``.
+
+    Artifacts in a folder (one host, or a folder every host mounts): the folder
+    ``settings.FRUGAL_MODEL_CACHE_DIR`` (by default ``model-cache/`` beside the artifacts),
+    written with atomic renames. Artifacts in object storage (several hosts): ``model-cache/``
+    in that storage, which every worker reads and writes.
+    """
+    storage = artifact_storage()
+    if isinstance(storage, FileSystemStorage):
+        return Path(settings.FRUGAL_MODEL_CACHE_DIR)
+    return StorageCacheStore(storage)

@@ -26,7 +26,10 @@ Retry policy (see also ``FrugalTask`` in ``workers/celery_app.py``):
 - a transient database error (``OperationalError``/``InterfaceError``) puts the job back to
   ``queued`` and is re-raised, and Celery retries the task with exponential backoff;
 - any other exception fails the job with a one-line message for users; the traceback goes to the
-  job's log only.
+  job's log only;
+- a handler whose work commits in one transaction calls ``ctx.commit_point()`` last inside it:
+  the work then commits only if this run still owns the job, and a job whose work committed is
+  never run again (a stop or crash before its finish ends it succeeded), so the work lands once.
 """
 
 import datetime

@@ -7,7 +7,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from apps.api.pagination import CursorPagination
-from apps.api.permissions import IsStaffOrReadOnly, ProjectScopedMixin
+from apps.projects.permissions import IsStaffOrReadOnly, ProjectScopedMixin
 from apps.projects.selectors import project_members, projects_with_stats_for_user
 from apps.projects.serializers import (
     MemberSerializer,

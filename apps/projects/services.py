@@ -13,7 +13,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from apps.projects.models import Membership, Project, Role, TaskType
-from apps.projects.selectors import labels_in_use, project_has_examples, project_has_rule_votes
 
 MAX_LABEL_LENGTH = 100
 MAX_LABELS = 1000
@@ -68,6 +67,8 @@ def _labels_for(task_type: str, labels) -> list[str]:
 
 def _check_label_change(*, project: Project, old: list[str], new: list[str]) -> None:
     """Refuse removing, renaming or moving a label that examples already refer to by index."""
+    from apps.datasets.overview import labels_in_use, project_has_rule_votes
+
     used = labels_in_use(project=project)
     votes = project_has_rule_votes(project=project)
     for index, name in enumerate(old):
@@ -138,6 +139,8 @@ def update_project(
     Labels that examples use keep their name and position; the task type is fixed once the
     project has examples.
     """
+    from apps.datasets.overview import project_has_examples
+
     locked = Project.objects.select_for_update().get(pk=project.pk)
     if name is not None:
         locked.name = name.strip()

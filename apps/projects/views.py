@@ -13,9 +13,7 @@ from apps.projects.models import Role, TaskType
 from apps.projects.selectors import (
     get_membership,
     get_project_for_user,
-    project_has_examples,
     project_members,
-    project_overview,
     projects_with_stats_for_user,
 )
 from apps.projects.services import (
@@ -45,8 +43,10 @@ def _error_text(exc: ValidationError) -> str:
 @login_required
 @require_GET
 def project_list(request):
+    from apps.datasets.overview import with_example_counts
+
     user = request.user
-    projects = projects_with_stats_for_user(user=user)
+    projects = with_example_counts(projects_with_stats_for_user(user=user))
     show_archived = request.GET.get("archived") == "1"
     archived_count = projects.filter(archived_at__isnull=False).count()
     return render(
@@ -92,6 +92,8 @@ def project_create(request):
 @login_required
 @require_GET
 def dashboard(request, project_id: int):
+    from apps.datasets.overview import project_overview
+
     project = get_project_for_user(user=request.user, project_id=project_id)
     if project.task_type == TaskType.PREFERENCE:  # pairs, weights and re-judgements instead
         from apps.alignment.views import project_dashboard
@@ -114,6 +116,8 @@ def dashboard(request, project_id: int):
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_settings(request, project_id: int):
+    from apps.datasets.overview import project_has_examples
+
     project = get_project_for_user(user=request.user, project_id=project_id, admin=True)
     locked = project_has_examples(project=project)
     form = ProjectForm(
@@ -340,6 +344,7 @@ def project_unarchive(request, project_id: int):
 @require_http_methods(["GET", "HEAD", "POST"])
 def project_delete(request, project_id: int):
     """Delete after the project's name is typed; shows what will go first."""
+    from apps.datasets.overview import project_overview
     from apps.jobs.models import Artifact, Job
     from apps.projects import lifecycle
 

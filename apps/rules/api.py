@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.api.pagination import cursor_pagination
-from apps.api.permissions import ProjectScopedMixin
+from apps.projects.permissions import ProjectScopedMixin
 from apps.rules import selectors, services
 from apps.rules.serializers import (
     ConflictErrorSerializer,

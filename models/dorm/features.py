@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.cache import ArrayCache, hash_texts, make_key
+from models.cache import ArrayCache, CacheStore, hash_texts, make_key
 
 __all__ = ["EncodedTexts", "encode_texts", "CHUNK"]
 
@@ -78,7 +78,7 @@ def encode_texts(
     n_top: int = 1,
     max_length: int = 96,
     batch_size: int = 32,
-    cache_dir: Path | str | None = None,
+    cache_dir: Path | str | CacheStore | None = None,
     device: str | None = None,
     progress: Progress | None = None,
     with_hidden: bool = True,

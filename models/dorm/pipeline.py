@@ -230,11 +230,15 @@ def train_reward_model(
     weights: np.ndarray | None = None,
     progress: Progress | None = None,
     check_cancelled: Callable[[], None] | None = None,
+    device: str | None = "cpu",
 ) -> RewardModel:
-    """A reward model trained on ``rows`` (weighted by ``weights`` when given)."""
+    """A reward model trained on ``rows`` (weighted by ``weights`` when given) on ``device``
+    ("cpu" by default; None = a GPU when one is visible); it stays there (scoring follows it)."""
+    from models.lm import resolve_device
+
     model = build_reward_model(
         config.reward, data.texts.pooled.shape[1], config.encoder, config.n_top
-    )
+    ).to(resolve_device(device))
     return fit(
         model,
         data,
@@ -276,5 +280,8 @@ def score_texts(
     data = encode_pairs(pairs, config, cache_dir=cache_dir)
     model.eval()
     with torch.no_grad():
-        out = [model(data, data.chosen_idx[s : s + 128]).numpy() for s in range(0, len(pairs), 128)]
+        out = [
+            model(data, data.chosen_idx[s : s + 128]).cpu().numpy()
+            for s in range(0, len(pairs), 128)
+        ]
     return np.concatenate(out) if out else np.zeros(0)

@@ -103,14 +103,22 @@ class RewardModel(nn.Module):
         else:
             self.head = nn.Linear(dim, 1)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters are; inputs (kept on the CPU by ``PairData``) move there."""
+        return next(self.head.parameters()).device
+
     def forward(self, data: PairData, text_rows: np.ndarray) -> torch.Tensor:
-        """Rewards (B,) of the texts ``text_rows`` (B,)."""
+        """Rewards (B,) of the texts ``text_rows`` (B,), on the model's device."""
+        device = self.device
         if self.kind == "head":
-            x = data.pooled()[torch.from_numpy(np.asarray(text_rows))]
+            x = data.pooled()[torch.from_numpy(np.asarray(text_rows))].to(device)
             return self.head(x).squeeze(-1)
         h, m = data.token_batch(np.asarray(text_rows))  # (B, T, D), (B, T)
+        h, m = h.to(device), m.to(device)
         neg = torch.finfo(h.dtype).min
-        ext = torch.zeros(m.shape, dtype=h.dtype).masked_fill(~m, neg)[:, None, None, :]
+        ext = torch.zeros(m.shape, dtype=h.dtype, device=device).masked_fill(~m, neg)
+        ext = ext[:, None, None, :]
         for layer in self.layers:
             out = layer(h, attention_mask=ext)
             h = out[0] if isinstance(out, tuple) else out
@@ -145,7 +153,8 @@ def build_reward_model(
 def pair_margins(
     model: RewardModel, data: PairData, rows: np.ndarray | None = None, batch_size: int = 128
 ) -> torch.Tensor:
-    """r(chosen) − r(rejected) (P,) for ``rows`` (all pairs by default), no gradient, eval mode."""
+    """r(chosen) − r(rejected) (P,) on the CPU for ``rows`` (all pairs by default), no gradient,
+    eval mode."""
     rows = np.arange(len(data)) if rows is None else np.asarray(rows)
     was = model.training
     model.eval()
@@ -157,7 +166,7 @@ def pair_margins(
             rr = model(data, data.rejected_idx[r])
             out.append(rc - rr)
     model.train(was)
-    return torch.cat(out) if out else torch.zeros(0)
+    return torch.cat(out).cpu() if out else torch.zeros(0)
 
 
 def pair_losses(model: RewardModel, data: PairData, rows: np.ndarray) -> torch.Tensor:
@@ -194,7 +203,8 @@ def fit(
     progress: Progress | None = None,
     check_cancelled: Callable[[], None] | None = None,
 ) -> RewardModel:
-    """Train ``model`` in place on ``rows`` with per-pair ``weights`` (≥ 0; default uniform).
+    """Train ``model`` in place (on its device) on ``rows`` with per-pair ``weights`` (≥ 0;
+    default uniform).
 
     Loss per batch: Σ w_i ℓ_i / (B · mean w over all rows), so the scale of the weights changes
     nothing and a zero weight removes a pair. Returns the model (train mode off).
@@ -209,7 +219,7 @@ def fit(
     rows, w = rows[keep], w[keep]
     if len(rows) == 0:
         return model.eval()
-    w_t = torch.as_tensor(w / w.mean(), dtype=torch.float32)
+    w_t = torch.as_tensor(w / w.mean(), dtype=torch.float32, device=model.device)
     opt = make_optimizer(model, config)
     rng = np.random.default_rng(config.seed)
     steps = config.epochs * math.ceil(len(rows) / config.batch_size)

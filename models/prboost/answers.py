@@ -18,14 +18,14 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.cache import ArrayCache, hash_texts, make_key
+from models.cache import ArrayCache, CacheStore, hash_texts, make_key
 from models.prboost.templates import Template, TemplateError, build_prompts
 from models.progress import Progress, ensure_progress, scaled
 
@@ -331,9 +331,8 @@ class AnswerIndex:
         return np.diff(self._table(template_id).indptr)
 
     # persistence ----------------------------------------------------------------------------
-    def save(self, path: Path | str) -> None:
-        """One ``.npz`` file (written atomically) holding everything ``load`` needs."""
-        path = Path(path)
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Everything ``from_arrays`` needs, as named arrays (for a file or an ``ArrayCache``)."""
         meta = {
             "format": 1,
             "n": self.n,
@@ -348,6 +347,30 @@ class AnswerIndex:
             t = self._tables[tid]
             for name in ("ids", "probs", "indptr", "postings", "ranks"):
                 arrays[f"t{j}_{name}"] = getattr(t, name)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> AnswerIndex:
+        """Inverse of ``to_arrays`` (``arrays``: a dict, or an open ``.npz``)."""
+        meta = json.loads(str(arrays["meta"]))
+        if meta.get("format") != 1:
+            raise ValueError(f"unknown answer index format {meta.get('format')!r}")
+        index = cls(
+            meta["words"],
+            meta["n"],
+            meta["k"],
+            model_id=meta["model_id"],
+            templates=[Template.from_dict(d) for d in meta["templates"]],
+        )
+        names = ("ids", "probs", "indptr", "postings", "ranks")
+        for j, tid in enumerate(meta["table_ids"]):
+            index._tables[tid] = _Table(*(arrays[f"t{j}_{name}"] for name in names))
+        return index
+
+    def save(self, path: Path | str) -> None:
+        """One ``.npz`` file (written atomically) holding everything ``load`` needs."""
+        path = Path(path)
+        arrays = self.to_arrays()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{path.name}")
         with open(tmp, "wb") as f:
@@ -357,21 +380,10 @@ class AnswerIndex:
     @classmethod
     def load(cls, path: Path | str) -> AnswerIndex:
         with np.load(Path(path), allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != 1:
-                raise ValueError(f"{path}: unknown answer index format {meta.get('format')!r}")
-            index = cls(
-                meta["words"],
-                meta["n"],
-                meta["k"],
-                model_id=meta["model_id"],
-                templates=[Template.from_dict(d) for d in meta["templates"]],
-            )
-            for j, tid in enumerate(meta["table_ids"]):
-                index._tables[tid] = _Table(
-                    *(z[f"t{j}_{name}"] for name in ("ids", "probs", "indptr", "postings", "ranks"))
-                )
-        return index
+            try:
+                return cls.from_arrays(z)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from exc
 
 
 def compute_answer_index(
@@ -381,7 +393,7 @@ def compute_answer_index(
     k: int = 10,
     entities: Sequence[tuple[Any, Any]] | None = None,
     batch_size: int | None = None,
-    cache_dir: Path | str | None = None,
+    cache_dir: Path | str | CacheStore | None = None,
     progress: Progress | None = None,
     *,
     vocab: AnswerVocab | None = None,

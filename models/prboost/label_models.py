@@ -233,6 +233,9 @@ class SnorkelLabelModel:
     (the full conditionally-independent model); the default, like Snorkel, ignores abstains.
     ``torch_threads`` (default 1) bounds torch's threads during fit: the (m K)^2 problem is small
     and on a busy machine extra threads only contend; the previous setting is restored.
+    ``device``: where Snorkel fits ("cpu", the default: the problem is small; "cuda", "cuda:1";
+    "auto" = a GPU when this process sees one, else the CPU). Snorkel takes the device in its
+    model's config (``LabelModel(device=...)``) and refuses a CUDA device without CUDA.
     """
 
     def __init__(
@@ -244,10 +247,12 @@ class SnorkelLabelModel:
         class_balance: Sequence[float] | None = None,
         abstain_evidence: bool = False,
         torch_threads: int | None = 1,
+        device: str = "cpu",
         **train_kwargs: Any,
     ) -> None:
         self.abstain_evidence = bool(abstain_evidence)
         self.torch_threads = torch_threads
+        self.device = device
         self.train_kwargs = {"n_epochs": n_epochs, "lr": lr, "l2": l2, "optimizer": optimizer}
         self.train_kwargs.update(train_kwargs)
         self.class_balance = None if class_balance is None else list(class_balance)
@@ -296,9 +301,12 @@ class SnorkelLabelModel:
         threads = torch.get_num_threads()
         if self.torch_threads:
             torch.set_num_threads(self.torch_threads)
-        with torch.random.fork_rng(devices=[]):
+        device = label_model_device(self.device)
+        cuda = device.startswith("cuda") and torch.cuda.is_available()  # else Snorkel refuses
+        on_gpu = [torch.device(device).index or 0] if cuda else []
+        with torch.random.fork_rng(devices=on_gpu):
             try:
-                model = _OverlapLabelModel(cardinality=k, verbose=False)
+                model = _OverlapLabelModel(cardinality=k, verbose=False, device=device)
                 model.fit_overlap(
                     overlap,
                     n=L.n,
@@ -349,6 +357,18 @@ class SnorkelLabelModel:
 
     def predict(self, L: LabelMatrix) -> np.ndarray:
         return _predict(self, L)
+
+
+def label_model_device(device: str | None) -> str:
+    """The torch device a label model fits on: "auto" (or None) = "cuda" when this process sees a
+    GPU, else "cpu"; anything else as given ("cpu", "cuda", "cuda:1")."""
+    if device in (None, "", "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"label model device must be 'cpu', 'cuda[:N]' or 'auto', not {device!r}")
+    return device
 
 
 def _require_fitted(model: Any) -> None:
@@ -459,19 +479,20 @@ LABEL_MODELS = ("majority", "weighted", "snorkel", "auto")
 
 
 def make_label_model(
-    name: str = "auto", n_rules: int | None = None, **kwargs: Any
+    name: str = "auto", n_rules: int | None = None, *, device: str = "cpu", **kwargs: Any
 ) -> LabelModelLike:
     """A label model by name: "majority", "weighted", "snorkel", or "auto" (majority vote below 3
     rules, Snorkel's LabelModel from 3 on; ``n_rules`` decides, unknown -> Snorkel, which falls
-    back to majority vote itself when fitted on fewer than 3 rules)."""
+    back to majority vote itself when fitted on fewer than 3 rules). ``device`` is where Snorkel
+    fits (the votes run on the CPU: they are counts)."""
     if name == "majority":
         return MajorityVote(**kwargs)
     if name == "weighted":
         return WeightedVote(**kwargs)
     if name == "snorkel":
-        return SnorkelLabelModel(**kwargs)
+        return SnorkelLabelModel(device=device, **kwargs)
     if name == "auto":
         if n_rules is not None and n_rules < 3:
             return MajorityVote()
-        return SnorkelLabelModel(**kwargs)
+        return SnorkelLabelModel(device=device, **kwargs)
     raise ValueError(f"unknown label model {name!r}; choose one of {LABEL_MODELS}")

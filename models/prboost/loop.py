@@ -85,6 +85,10 @@ class LoopConfig:
     # "weighted" (accuracy-weighted vote, weights from the dev set), "majority", "snorkel", or
     # "auto" (majority vote below 3 rules, else snorkel); "weighted" won on the benchmark
     label_model: str = "weighted"
+    # where Snorkel's label model fits: "cpu" (default; the (rules x classes)^2 problem is small),
+    # "cuda[:N]", or "auto" (a GPU when the worker running the round has one: a saved run stays
+    # portable between CPU and GPU workers)
+    label_model_device: str = "cpu"
     head: str = "logreg"  # weak learner head on the features: "logreg" or "mlp"
     C: float = 10.0  # inverse L2 strength of the head
     # Members train on what the rules label (the covered pool rows, label-model soft labels);
@@ -162,6 +166,11 @@ class LoopConfig:
             )
         if self.final_model not in ("head", "finetune"):
             raise LoopError(f"final_model must be 'head' or 'finetune', not {self.final_model!r}")
+        device = self.label_model_device
+        if device not in ("cpu", "auto") and not device.startswith("cuda"):
+            raise LoopError(
+                f"label_model_device must be 'cpu', 'cuda[:N]' or 'auto', not {device!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -393,7 +402,7 @@ class PRBoostLoop:
         if dev_rows is not None:
             L_dev = None if L_dev is None else L_dev.rows(dev_rows)
             y_dev = y_dev[dev_rows]
-        lm = make_label_model(name)
+        lm = make_label_model(name, device=self.config.label_model_device)
         lm.fit(
             L,
             K,

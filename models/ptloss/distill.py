@@ -63,7 +63,8 @@ def train(
     check_cancelled: Callable[[], None] | None = None,
 ):
     """Train ``model`` in place on enc (N rows) with ``loss`` (one of LOSSES); returns it in eval
-    mode. teacher (N, K) probabilities, hard (N,) ints (default: the teacher's argmax)."""
+    mode. teacher (N, K) probabilities, hard (N,) ints (default: the teacher's argmax).
+    Training runs where the model is (move it to a GPU first); batches follow it there."""
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
     cfg = config or TrainConfig()
@@ -73,16 +74,19 @@ def train(
         raise ValueError("nothing to train on")
     if teacher is None and (loss in ("kd", "ptloss") or hard is None):
         raise ValueError(f"loss {loss!r} needs teacher probabilities")
+    device = _device_of(model)
     soft = None
     if teacher is not None:
-        soft = torch.as_tensor(np.asarray(teacher), dtype=torch.float32)  # (N, K)
+        soft = torch.as_tensor(np.asarray(teacher), dtype=torch.float32, device=device)  # (N, K)
         if soft.shape[0] != n:
             raise ValueError(f"{soft.shape[0]} teacher rows for {n} examples")
         soft = temper(soft, cfg.temperature)
     if hard is None:
         hard = np.asarray(teacher).argmax(1)
-    hard_t = torch.as_tensor(np.asarray(hard), dtype=torch.long)  # (N,)
-    eps_t = None if eps is None else torch.as_tensor(np.asarray(eps), dtype=torch.float32)
+    hard_t = torch.as_tensor(np.asarray(hard), dtype=torch.long, device=device)  # (N,)
+    eps_t = None
+    if eps is not None:
+        eps_t = torch.as_tensor(np.asarray(eps), dtype=torch.float32, device=device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -99,7 +103,7 @@ def train(
         for idx in batch_order(lengths, cfg.batch_size, cfg.bucket, rng):
             if check_cancelled is not None:
                 check_cancelled()
-            logits = model(**enc.batch(idx)).logits.float()  # (B, K)
+            logits = model(**enc.batch(idx, device)).logits.float()  # (B, K)
             value = distill_loss(
                 loss,
                 logits,
@@ -121,17 +125,22 @@ def train(
     return model
 
 
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.inference_mode()
 def predict_proba(model, enc: Encoded, batch_size: int = 128) -> np.ndarray:
-    """(N, K) class probabilities."""
+    """(N, K) class probabilities (computed where the model is)."""
     model.eval()
+    device = _device_of(model)
     k = int(model.config.num_labels)
     out = np.zeros((len(enc), k))
     order = np.argsort(enc.attention_mask.sum(1).numpy(), kind="stable")  # little padding
     for lo in range(0, len(enc), batch_size):
         idx = order[lo : lo + batch_size]
-        logits = model(**enc.batch(idx)).logits.float()
-        out[idx] = torch.softmax(logits, -1).numpy()
+        logits = model(**enc.batch(idx, device)).logits.float()
+        out[idx] = torch.softmax(logits, -1).cpu().numpy()
     return out
 
 

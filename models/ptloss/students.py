@@ -30,11 +30,15 @@ class Encoded:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
-    def batch(self, idx: np.ndarray | slice) -> dict[str, torch.Tensor]:
-        """Rows idx, trimmed to the longest of them: {"input_ids", "attention_mask"} (B, T')."""
+    def batch(
+        self, idx: np.ndarray | slice, device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Rows idx, trimmed to the longest of them: {"input_ids", "attention_mask"} (B, T'),
+        moved to ``device`` when given."""
         mask = self.attention_mask[idx]
         width = max(1, int(mask.sum(1).max()))
-        return {"input_ids": self.input_ids[idx][:, :width], "attention_mask": mask[:, :width]}
+        out = {"input_ids": self.input_ids[idx][:, :width], "attention_mask": mask[:, :width]}
+        return out if device is None else {k: v.to(device) for k, v in out.items()}
 
     def subset(self, idx: np.ndarray) -> Encoded:
         return Encoded(self.input_ids[idx], self.attention_mask[idx])

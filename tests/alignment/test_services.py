@@ -206,3 +206,54 @@ def test_reward_model_artifact_scores_texts(pref_project, fake_encoder):
         services.score(artifact=artifact, prompts=["a"] * 300, responses=["b"] * 300)
     with pytest.raises(ValidationError, match="must be a string"):
         services.score(artifact=artifact, prompts=["a"], responses=[3])
+
+
+def test_weight_runs_cache_features_in_the_shared_artifact_storage(
+    pref_project, fake_encoder, settings, monkeypatch
+):
+    """With artifacts in object storage, the DORM feature pass is told to cache there (where a
+    worker on another host finds it), not in a folder of this host."""
+    import models.dorm.pipeline as pipeline
+    from apps.jobs.artifacts import StorageCacheStore
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    }
+    seen = []
+
+    def recording(texts, **kwargs):
+        seen.append(kwargs.get("cache_dir"))
+        return fake_encoder(texts, **kwargs)
+
+    monkeypatch.setattr(pipeline, "encode_texts", recording)
+    make_pairs(pref_project)
+    services.compute_weights(project=pref_project, params=FAST)
+    assert seen and all(isinstance(where, StorageCacheStore) for where in seen)
+
+
+def test_the_reward_model_trains_on_the_workers_gpu_when_it_has_one(
+    pref_project, fake_encoder, monkeypatch
+):
+    """The train kind declares the gpu resource: the service asks for the worker's device (None =
+    CUDA when visible), and the job's log says where it trained."""
+    import torch
+
+    import models.dorm.pipeline as pipeline
+
+    asked = []
+    real = pipeline.train_reward_model
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs.get("device", "cpu"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_reward_model", recording)
+    make_pairs(pref_project)
+    lines = []
+    services.train_reward_model(
+        project=pref_project, params={"reward_model": "head"}, log=lines.append
+    )
+    assert asked == [None]
+    where = "cuda" if torch.cuda.is_available() else "cpu"
+    assert any(line.startswith(f"Trained on {where}") for line in lines), lines

@@ -33,6 +33,11 @@ def test_a_run_trains_one_student_per_loss_and_serves_the_best_on_dev(spam_proje
     assert Prediction.objects.filter(project=spam_project).count() == spam_project.examples.count()
     assert not Prediction.objects.exclude(student=serving).exists()
     assert any("cross-fitted" in line for line in lines)
+    # trained on the worker's device (a GPU when it has one), measured and stored from the CPU
+    import torch
+
+    where = "cuda" if torch.cuda.is_available() else "cpu"
+    assert f"Models train on {where}." in lines
 
 
 def test_the_student_folder_reloads_with_transformers_alone_and_predicts_the_same(

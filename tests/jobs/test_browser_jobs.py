@@ -56,13 +56,12 @@ def _log_in(page, user):
 
 
 def test_dashboard_launches_the_selftest_and_shows_it_progress_to_done(
-    celery_worker_process, page, project, admin_user
+    celery_worker_process, page, project, admin_user, wait_for
 ):
     _log_in(page, admin_user)
     page.goto(reverse("projects:dashboard", args=[project.pk]))
     page.click("text=Run worker self-test")
-    page.wait_for_selector(".project-jobs >> text=Worker self-test")
-    job = Job.objects.get()
+    job = wait_for(lambda: Job.objects.first(), what="the launched job's row")
     row = page.locator(f"tr:has(a[href='{reverse('jobs:detail', args=[job.pk])}'])")
     row.locator(".badge.status-succeeded").wait_for()
     assert row.locator(".progress > span").get_attribute("style") == "width: 100%"

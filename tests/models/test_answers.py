@@ -137,6 +137,26 @@ def test_index_save_load_round_trip(tmp_path):
     assert np.array_equal(back.topk_probs("tc-x"), index.topk_probs("tc-x"))
 
 
+def test_index_round_trips_through_a_shared_cache_store():
+    """A whole index as named arrays in an ArrayCache (e.g. object storage several hosts share):
+    what a worker on another host reads back answers like the original."""
+    from models.cache import ArrayCache
+    from tests.models.test_lm import DictStore
+
+    tpl = Template("tc-x", "{text}\nThis is about")
+    index = AnswerIndex(["money", "song", "love"], 3, 2, model_id="m", templates=[tpl])
+    index.add(tpl, np.array([[0, 1], [2, -1], [1, 0]]), np.full((3, 2), 0.5, np.float32))
+    store = DictStore()
+    ArrayCache(store, "project-answer-index").put_many("ab" * 20, index.to_arrays())
+    arrays = ArrayCache(store, "project-answer-index").get_many("ab" * 20)
+    back = AnswerIndex.from_arrays(arrays)
+    assert back.template_ids == ["tc-x"] and back.model_id == "m"
+    assert back.lookup("tc-x", ["money"]).tolist() == [0, 2]
+    assert np.array_equal(back.topk_ids("tc-x"), index.topk_ids("tc-x"))
+    with pytest.raises(ValueError, match="unknown answer index format"):
+        AnswerIndex.from_arrays({**arrays, "meta": np.array('{"format": 2}')})
+
+
 def test_unknown_template_is_a_clear_error():
     index = AnswerIndex(["a"], 1, 1)
     with pytest.raises(KeyError, match="no LM answers for template 'nope'"):

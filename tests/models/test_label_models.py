@@ -8,6 +8,7 @@ from models.prboost.label_models import (
     SnorkelLabelModel,
     WeightedVote,
     dev_accuracies,
+    label_model_device,
     make_label_model,
     overlap_matrix,
 )
@@ -150,6 +151,36 @@ def test_make_label_model_by_name():
     assert isinstance(make_label_model("auto", n_rules=3), SnorkelLabelModel)
     with pytest.raises(ValueError, match="unknown label model"):
         make_label_model("oracle")
+
+
+def test_snorkel_fits_on_the_device_it_is_given():
+    import torch
+
+    votes, _ = synthetic_votes(n=600, m=5)
+    L = LabelMatrix.from_dense(votes)
+    default = SnorkelLabelModel().fit(L, 3, seed=2)
+    on_cpu = SnorkelLabelModel(device="cpu").fit(L, 3, seed=2)
+    assert default.model_.config.device == "cpu" and on_cpu.model_.mu.device.type == "cpu"
+    np.testing.assert_array_equal(default.predict_proba(L), on_cpu.predict_proba(L))
+    auto = make_label_model("snorkel", device="auto")
+    assert auto.device == "auto"
+    auto.fit(L, 3, seed=2)
+    assert auto.model_.mu.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA not available"):  # Snorkel's own check
+            SnorkelLabelModel(device="cuda").fit(L, 3)
+
+
+def test_label_model_device_names():
+    import torch
+
+    assert label_model_device("cpu") == "cpu" and label_model_device("cuda:1") == "cuda:1"
+    assert label_model_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="label model device"):
+        label_model_device("tpu")
+    # the votes are counts on the CPU: only Snorkel takes the device
+    assert isinstance(make_label_model("weighted", device="cuda"), WeightedVote)
+    assert isinstance(make_label_model("auto", n_rules=2, device="cuda"), MajorityVote)
 
 
 def test_label_models_reject_out_of_range_votes_and_unfitted_use():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models import lm as lm_mod
-from models.cache import ArrayCache, hash_texts, make_key
+from models.cache import ArrayCache, CacheStore, hash_texts, make_key
 from models.lm import (
     Encoder,
     ModelLoadError,
@@ -59,6 +59,75 @@ def test_disabled_cache_stores_nothing(tmp_path):
     cache.put("k" * 40, np.ones(2))
     assert cache.get("k" * 40) is None
     assert not any(tmp_path.iterdir())
+
+
+class DictStore:
+    """A CacheStore in memory: what object storage shared by several hosts looks like."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.saves = 0
+
+    def open(self, name):
+        import io
+
+        if name not in self.files:
+            raise FileNotFoundError(name)
+        return io.BytesIO(self.files[name])
+
+    def save(self, name, fileobj):
+        self.saves += 1
+        self.files[name] = fileobj.read()
+
+    def exists(self, name):
+        return name in self.files
+
+
+def test_array_cache_in_a_store_round_trips_and_is_seen_by_another_instance():
+    store = DictStore()
+    assert isinstance(store, CacheStore) and not isinstance(Path("x"), CacheStore)
+    writer = ArrayCache(store, "embeddings")
+    key = make_key("model", "texts")
+    assert writer.get(key) is None and key not in writer
+    writer.put(key, np.arange(6, dtype=np.float32).reshape(2, 3))
+    writer.put_many(key, {"ids": np.arange(3), "probs": np.full(3, 0.5)})
+    assert sorted(store.files) == [
+        f"embeddings/{key[:2]}/{key}.npy",
+        f"embeddings/{key[:2]}/{key}.npz",
+    ]
+    reader = ArrayCache(store, "embeddings")  # e.g. a worker on another host
+    assert key in reader
+    assert np.array_equal(reader.get(key), np.arange(6, dtype=np.float32).reshape(2, 3))
+    got = reader.get_many(key, ("ids", "probs"))
+    assert got is not None and got["ids"].tolist() == [0, 1, 2] and got["probs"].sum() == 1.5
+    assert reader.get_many(key, ("ids", "missing")) is None
+    assert ArrayCache(store, "other").get(key) is None  # namespaces stay apart
+
+
+def test_a_corrupt_or_disabled_store_entry_is_a_miss():
+    store = DictStore()
+    cache = ArrayCache(store, "x")
+    cache.put("ab" * 20, np.ones(4))
+    store.files[next(iter(store.files))] = b"not a numpy file"
+    assert cache.get("ab" * 20) is None
+    off = ArrayCache(store, "y", enabled=False)
+    off.put("cd" * 20, np.ones(2))
+    assert off.get("cd" * 20) is None and store.saves == 1
+
+
+def test_second_embed_call_on_another_host_reads_the_shared_store(tiny_encoder, monkeypatch):
+    store = DictStore()
+    texts = [f"shared text {i}" for i in range(5)]
+    first = embed_texts(texts, tiny_encoder, cache_dir=store, device="cpu")
+    assert store.saves >= 1
+
+    def boom(*a, **k):
+        raise AssertionError("the model was called although the shared cache holds the answer")
+
+    monkeypatch.setattr(lm_mod, "load_encoder", boom)
+    monkeypatch.setattr(Encoder, "encode", boom)
+    second = embed_texts(texts, tiny_encoder, cache_dir=store, device="cpu")
+    assert np.array_equal(first, second)
 
 
 def test_hash_texts_depends_on_order_and_boundaries():

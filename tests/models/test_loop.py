@@ -188,6 +188,28 @@ def test_product_teacher_lets_the_rules_correct_the_ensemble_on_covered_rows():
         LoopConfig(n_classes=2, final_teacher="oracle")
 
 
+def test_the_label_model_fits_on_the_configured_device(monkeypatch):
+    import models.prboost.label_models as label_models
+
+    data, _ = _data(proposer=False, seed_votes=True)
+    seen = []
+    real = label_models.make_label_model
+
+    def recording(name, *args, **kwargs):
+        seen.append((name, kwargs.get("device")))
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(label_models, "make_label_model", recording)
+    config = LoopConfig(n_classes=2, label_model="snorkel", label_model_device="auto")
+    loop = PRBoostLoop(config, n_dev=40, n_seed_votes=1)
+    loop.soft_labels(data, 0)
+    assert seen == [("snorkel", "auto")]
+    assert LoopConfig(n_classes=2).label_model_device == "cpu"
+    assert LoopConfig.from_dict(config.to_dict()).label_model_device == "auto"
+    with pytest.raises(LoopError, match="label_model_device"):
+        LoopConfig(n_classes=2, label_model_device="tpu")
+
+
 def test_wrong_data_and_missing_state_fail_clearly(tmp_path):
     data, _ = _data()
     loop = PRBoostLoop(LoopConfig(n_classes=2), n_dev=39)
