@@ -24,6 +24,7 @@ TASK_MODULES = [
     "workers.alignment_tasks",
     "workers.lorc_tasks",
     "workers.distill_tasks",
+    "workers.bulk_tasks",
 ]
 
 

@@ -18,6 +18,10 @@ class BulkAction(models.Model):
     user = models.ForeignKey(
         django_settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The job that ran it (actions above the request's limit run as jobs); None = in the request.
+    job = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     kind = models.CharField(max_length=8, choices=KINDS)
     value = models.CharField(max_length=16)
     filters = models.JSONField(default=dict)

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from apps.bulk import services
 from apps.bulk.models import BulkAction
 from apps.datasets.models import Split
+from apps.jobs.models import Job
 from apps.projects.selectors import get_project_for_user
 
 
@@ -26,6 +27,7 @@ def _context(project, filters: dict, **extra) -> dict:
         "labels": list(enumerate(project.labels or [])),
         "splits": Split.choices,
         "limit": services.bulk_limit(),
+        "job_limit": services.bulk_job_limit(),
         "examples_url": reverse("datasets:examples", args=[project.pk])
         + (f"?{query}" if query else ""),
         **extra,
@@ -91,6 +93,13 @@ def bulk(request, project_id: int):
             ),
             status=400,
         )
+    if isinstance(action, Job):
+        messages.success(
+            request,
+            f"Started: {plan.describe(project)} on {plan.count:,} examples runs as job "
+            f"#{action.pk} (all or nothing); this page shows its progress.",
+        )
+        return redirect("jobs:detail", job_id=action.pk)
     messages.success(
         request, f"Done: {plan.describe(project)} on {action.count:,} examples. Undo it below."
     )
@@ -119,10 +128,17 @@ def undo(request, project_id: int, action_id: int):
     project = get_project_for_user(user=request.user, project_id=project_id, admin=True)
     action = get_object_or_404(BulkAction, project=project, pk=action_id)
     try:
-        restored = services.undo_bulk(action=action, user=request.user)
+        restored = services.request_undo(action=action, user=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
+        if isinstance(restored, Job):
+            messages.success(
+                request,
+                f"Undoing {action.count:,} examples runs as job #{restored.pk} (all or "
+                "nothing); this page shows its progress.",
+            )
+            return redirect("jobs:detail", job_id=restored.pk)
         skipped = action.count - restored
         text = f"Undone: {restored:,} examples restored."
         if skipped:

@@ -41,6 +41,9 @@ class Example(models.Model):
     gold_label = models.IntegerField(null=True, blank=True)
     label = models.IntegerField(null=True, blank=True)
     confidence = models.FloatField(null=True, blank=True)
+    # How far the current label's probability is above the runner-up's (top-1 − top-2, 0..1),
+    # written with model and rule labels; the "least sure first" labeling queue sorts by it.
+    margin = models.FloatField(null=True, blank=True)
     label_source = models.CharField(
         max_length=8, choices=LabelSource.choices, default=LabelSource.NONE, blank=True
     )
@@ -71,6 +74,13 @@ class Example(models.Model):
             models.Index(fields=["project", "split", "id"], name="example_split_idx"),
             models.Index(fields=["project", "gold_label", "id"], name="example_gold_idx"),
             models.Index(fields=["project", "label", "id"], name="example_label_idx"),
+            # the least-sure queue: unlabeled rows with a margin, smallest first (partial, so
+            # imports, which write no margin, do not pay for it)
+            models.Index(
+                fields=["project", "split", "margin", "id"],
+                condition=models.Q(gold_label__isnull=True, margin__isnull=False),
+                name="example_least_sure_idx",
+            ),
             models.Index(
                 fields=["gold_labeled_by"],
                 condition=models.Q(gold_labeled_by__isnull=False),

@@ -455,6 +455,21 @@ def label_candidates(*, project, split: str, from_pool: bool) -> QuerySet[Exampl
     return Example.objects.filter(project=project, split=source, gold_label__isnull=True)
 
 
+def least_sure_first(candidates: QuerySet[Example]) -> QuerySet[Example]:
+    """The active-learning order: candidates with a current label, smallest margin between its
+    two likeliest labels first (``Example.margin``; ties by id). Rows never scored are left out."""
+    return candidates.filter(margin__isnull=False).order_by("margin", "id")
+
+
+def unscored_pool_count(*, project) -> tuple[int, bool]:
+    """How many unlabeled pool examples have no margin yet (never given a model or rule label)."""
+    return bounded_count(
+        label_candidates(project=project, split=Split.DEV, from_pool=True).filter(
+            margin__isnull=True
+        )
+    )
+
+
 # --- where the labels disagree ---------------------------------------------------------------
 
 # Below this confidence the current label counts as unsure.

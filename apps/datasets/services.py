@@ -31,7 +31,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from apps.datasets.models import Example, Split
-from apps.datasets.selectors import label_candidates
+from apps.datasets.selectors import label_candidates, least_sure_first
 from apps.frugal import cache as fallible_cache
 from apps.projects.models import Role
 from apps.projects.selectors import role_in_project
@@ -297,6 +297,7 @@ def next_example_to_label(
     current_id: int | None = None,
     attempts: int = 8,
     candidates=None,
+    least_sure: bool = False,
 ) -> Example | None:
     """The next example ``user`` should label, claimed for them; None when none is left.
 
@@ -306,6 +307,8 @@ def next_example_to_label(
     pivot id and the next candidate after it: two index lookups, fast on any pool size),
     passing over examples someone else has claimed. ``candidates`` replaces the default
     candidate set (overlap labeling hands out examples the user has not labeled yet).
+    ``least_sure`` hands them out in the active-learning order instead
+    (:func:`~apps.datasets.selectors.least_sure_first`): the first one nobody else holds.
     """
     if split not in GOLD_SPLITS:
         raise ValidationError(f"Gold labels go to dev or test, not {split!r}.")
@@ -314,10 +317,18 @@ def next_example_to_label(
     excluded = set(exclude_ids)
     if excluded:
         candidates = candidates.exclude(id__in=excluded)
+    if least_sure:
+        candidates = least_sure_first(candidates)
     if current_id is not None:
         current = candidates.filter(pk=current_id).first()
         if current is not None and claim_example(example_id=current.pk, user=user):
             return current
+    if least_sure:
+        queue = list(candidates[:attempts])
+        for example in queue:
+            if claim_example(example_id=example.pk, user=user):
+                return example
+        return queue[0] if queue else None  # all held by others: better to double up
     bounds = candidates.aggregate(lo=Min("id"), hi=Max("id"))
     if bounds["lo"] is None:
         return None

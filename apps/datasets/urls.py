@@ -2,13 +2,13 @@
 
 from django.urls import path
 
-from apps.datasets import views
+from apps.datasets import label_views, views
 
 app_name = "datasets"
 urlpatterns = [
     path("examples/", views.examples, name="examples"),
     path("examples/count/", views.examples_count, name="examples_count"),
     path("examples/<int:example_id>/", views.example_detail, name="example_detail"),
-    path("label/", views.label, name="label"),
+    path("label/", label_views.label, name="label"),
     path("disagreements/", views.disagreements, name="disagreements"),
 ]

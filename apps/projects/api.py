@@ -1,7 +1,8 @@
 """Projects API: the caller's projects, one project, its members."""
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
@@ -16,17 +17,37 @@ from apps.projects.serializers import (
 )
 from apps.projects.services import create_project, update_project
 
+ARCHIVED_CHOICES = {"false": False, "0": False, "true": True, "1": True}
 
-@extend_schema_view(get=extend_schema(summary="List your projects, with your role in each"))
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="List your projects, with your role in each",
+        parameters=[
+            OpenApiParameter(
+                "archived",
+                bool,
+                description="false (the default): active projects only; true: archived "
+                "projects only.",
+            )
+        ],
+    )
+)
 class ProjectListApi(generics.ListAPIView):
-    """The projects you are a member of; staff members can create projects."""
+    """The projects you are a member of (archived ones only when asked for with
+    ``?archived=true``); staff members can create projects."""
 
     serializer_class = ProjectSerializer
     pagination_class = CursorPagination
     permission_classes = [IsAuthenticated, IsStaffOrReadOnly]
 
     def get_queryset(self):
-        return projects_with_stats_for_user(user=self.request.user)
+        raw = self.request.query_params.get("archived", "false").strip().lower()
+        if raw not in ARCHIVED_CHOICES:
+            raise ValidationError({"archived": "Use true or false."})
+        return projects_with_stats_for_user(user=self.request.user).filter(
+            archived_at__isnull=not ARCHIVED_CHOICES[raw]
+        )
 
     @extend_schema(
         summary="Create a project (staff); you become its admin",

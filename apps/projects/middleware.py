@@ -1,7 +1,7 @@
 """Archived projects are read-only: writes to their pages and API are refused with 403."""
 
 from django.core.exceptions import PermissionDenied
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 
 from apps.projects.models import Project
 from apps.projects.selectors import role_in_project
@@ -9,6 +9,7 @@ from apps.projects.selectors import role_in_project
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 # What an archived project still allows: coming back, or going for good.
 ALLOWED_VIEWS = {"projects:unarchive", "projects:delete"}
+NOTICE_HEADER = "X-Frugal-Notice"  # a refusal's message for htmx requests (frugal.js shows it)
 MESSAGE = "This project is archived and read-only. An admin can unarchive it in its settings."
 
 
@@ -35,6 +36,11 @@ class ArchivedReadOnlyMiddleware:
             return None  # the view answers outsiders as it always does (404, login)
         if request.path.startswith("/api/"):
             return JsonResponse({"detail": MESSAGE}, status=403)
+        if request.headers.get("HX-Request"):
+            # htmx swaps no error response: frugal.js shows this header's text instead
+            response = HttpResponse(MESSAGE, status=403, content_type="text/plain")
+            response[NOTICE_HEADER] = MESSAGE
+            return response
         raise PermissionDenied(MESSAGE)
 
 

@@ -8,7 +8,16 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "description", "task_type", "labels", "created_at", "role"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "task_type",
+            "labels",
+            "created_at",
+            "archived_at",
+            "role",
+        ]
         read_only_fields = fields
 
     def get_role(self, obj) -> str | None:

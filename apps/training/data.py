@@ -40,6 +40,10 @@ class ProjectData:
     test_ids: np.ndarray
     pool_votes: np.ndarray | None = None  # (n_pool, m) imported rule votes, -1 abstain
     dev_votes: np.ndarray | None = None  # (n_dev, m) or None when unknown
+    # dev/test examples without a gold label (no part of training or scoring; finalize predicts
+    # them so the unsure ones reach the disagreements view) and their Example ids
+    unlabeled: object = None  # models.data.TextDataset (labels hidden: -1) or None
+    unlabeled_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def n_classes(self) -> int:
@@ -55,6 +59,7 @@ class Features:
     dev_emb: np.ndarray
     seconds: float = 0.0
     kind: str = "encoder"  # the learner's features: "encoder" embeddings or "tfidf"
+    unlabeled_X: np.ndarray | None = None  # ProjectData.unlabeled's rows (None when there are none)
 
 
 @dataclass
@@ -87,6 +92,7 @@ class Prepared:
             proposer=self.proposer,
             seed_pool_votes=pool_votes,
             seed_dev_votes=dev_votes,
+            dev_ids=self.data.dev_ids,
         )
 
 
@@ -145,6 +151,7 @@ def load_project_data(project, progress: Progress | None = None) -> ProjectData:
     relation = project.task_type == "relation_extraction"
     columns = ["id", "split", "text", "gold_label", "votes"] + (["entities"] if relation else [])
     parts: dict[str, list] = {Split.POOL: [], Split.DEV: [], Split.TEST: []}
+    unlabeled = []
     examples = Example.objects.filter(project=project)
     total = examples.count()
     rows = examples.order_by("id").values_list(*columns)
@@ -156,6 +163,8 @@ def load_project_data(project, progress: Progress | None = None) -> ProjectData:
             parts[Split.POOL].append(row)
         elif gold is not None and 0 <= gold < len(names):
             parts[split].append(row)
+        elif gold is None:
+            unlabeled.append(row)
 
     def dataset(items, labelled: bool):
         return TextDataset(
@@ -190,6 +199,8 @@ def load_project_data(project, progress: Progress | None = None) -> ProjectData:
         test_ids=np.asarray([r[0] for r in test], dtype=np.int64),
         pool_votes=pool_votes,
         dev_votes=dev_votes,
+        unlabeled=dataset(unlabeled, False) if unlabeled else None,
+        unlabeled_ids=np.asarray([r[0] for r in unlabeled], dtype=np.int64),
     )
 
 
@@ -215,6 +226,8 @@ def compute_features(
     encoder = encoder_name(prb) if prb is not None else (settings.FRUGAL_ENCODER or None)
     folder = cache_dir()
     steps = [("pool", data.pool), ("dev", data.dev), ("test", data.test)]
+    if data.unlabeled is not None:
+        steps.append(("unlabeled", data.unlabeled))
     out: dict[str, np.ndarray] = {}
     emb: dict[str, np.ndarray] = {}
     for j, (name, dataset) in enumerate(steps):
@@ -247,7 +260,11 @@ def compute_features(
         out = _tfidf_features(data)
     if out["test"].shape[1] != out["pool"].shape[1]:
         out["test"] = np.zeros((0, out["pool"].shape[1]), dtype=np.float32)
+    unlabeled_X = out.get("unlabeled")
+    if unlabeled_X is not None and unlabeled_X.shape[1] != out["pool"].shape[1]:
+        unlabeled_X = None
     return Features(
+        unlabeled_X=unlabeled_X,
         pool_X=out["pool"],
         dev_X=out["dev"],
         test_X=out["test"],
@@ -263,9 +280,12 @@ def _tfidf_features(data: ProjectData) -> dict[str, np.ndarray]:
 
     present = [d for d in (data.pool, data.dev) if len(d)]
     tf = TfidfFeatures().fit(*present)
+    splits = [("pool", data.pool), ("dev", data.dev), ("test", data.test)]
+    if data.unlabeled is not None:
+        splits.append(("unlabeled", data.unlabeled))
     return {
         name: tf.transform(d) if len(d) else np.zeros((0, 1), dtype=np.float32)
-        for name, d in (("pool", data.pool), ("dev", data.dev), ("test", data.test))
+        for name, d in splits
     }
 
 

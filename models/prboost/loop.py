@@ -19,7 +19,10 @@ A round t (see DESIGN.md, PRBoost):
 Round 0 trains on the seed rules when there are any, else on the dev set alone.
 ``finalize`` trains a last member when rules were accepted after the last round, then self-trains
 the final model on the pool with sharpened pseudo-labels (ensemble × the rules' label model on
-covered rows) plus the gold dev labels.
+covered rows) plus the gold dev labels. ``crossfit_dev_proba`` gives the dev set's predictions of
+that model honestly: one model per dev fold, trained as the final model is but without the fold's
+labels anywhere in it (its teacher from the members' fold models, its label model fitted on the
+other folds).
 
 The loop object holds only state; the data (``LoopData``: features, corpora, proposer) is given
 again when a saved loop is loaded, so a worker can run one round, save, and exit, and another
@@ -201,6 +204,9 @@ class LoopData:
     proposer: Any = None
     seed_pool_votes: LabelMatrix | None = None
     seed_dev_votes: LabelMatrix | None = None
+    # the caller's ids of the dev rows (e.g. database ids): with the labels they name the dev set
+    # a member's fold models were trained on (``dev_key``); None = the labels alone
+    dev_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n_pool, n_dev = len(self.pool_corpus), len(self.dev_corpus)
@@ -218,6 +224,17 @@ class LoopData:
     @property
     def n_pool(self) -> int:
         return len(self.pool_corpus)
+
+    @property
+    def dev_key(self) -> str:
+        """Names this dev set (its ids and labels): fold models trained on another dev set do
+        not hold its folds out."""
+        import hashlib
+
+        digest = hashlib.sha256(np.asarray(self.dev.labels, dtype=np.int64).tobytes())
+        if self.dev_ids is not None:
+            digest.update(np.asarray(self.dev_ids, dtype=np.int64).tobytes())
+        return digest.hexdigest()
 
 
 def rule_key(rule: Rule) -> str:
@@ -239,6 +256,7 @@ class Member:
     alpha: float
     err: float
     fold_models: list[EmbeddingClassifier] = dataclasses.field(default_factory=list)
+    dev_key: str = ""  # ``LoopData.dev_key`` of the dev set the fold models were trained on
 
 
 @dataclass
@@ -359,9 +377,14 @@ class PRBoostLoop:
         return L if L is not None else LabelMatrix.empty(len(data.dev))
 
     def soft_labels(
-        self, data: LoopData, round_index: int, L: LabelMatrix | None = None
+        self,
+        data: LoopData,
+        round_index: int,
+        L: LabelMatrix | None = None,
+        dev_rows: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(covered pool indices (c,), soft labels (c, K)) from the rules and the label model."""
+        """(covered pool indices (c,), soft labels (c, K)) from the rules and the label model;
+        ``dev_rows`` limits the dev examples the label model learns from (default: all)."""
         L = self.label_matrix(data) if L is None else L
         K = self.config.n_classes
         if L.m == 0:
@@ -375,12 +398,16 @@ class PRBoostLoop:
         if name == "auto":
             name = "majority" if L.m < 3 else "snorkel"
         L_dev = self.dev_label_matrix(data)
+        y_dev = data.dev.labels
+        if dev_rows is not None:
+            L_dev = None if L_dev is None else L_dev.rows(dev_rows)
+            y_dev = y_dev[dev_rows]
         lm = make_label_model(name, device=self.config.label_model_device)
         lm.fit(
             L,
             K,
             L_dev=L_dev,
-            y_dev=data.dev.labels,  # class balance even when dev votes are unknown
+            y_dev=y_dev,  # class balance even when dev votes are unknown
             seed=self.config.seed + round_index,
         )
         proba = np.asarray(lm.predict_proba(L.rows(covered)), dtype=np.float64)
@@ -539,7 +566,14 @@ class PRBoostLoop:
         alpha = samme_alpha(err, c.n_classes)
         self.weights = samme_update(self.weights, wrong, alpha)
         self.members.append(
-            Member(round=t, model=model, alpha=alpha, err=err, fold_models=fold_models)
+            Member(
+                round=t,
+                model=model,
+                alpha=alpha,
+                err=err,
+                fold_models=fold_models,
+                dev_key=data.dev_key if fold_models else "",
+            )
         )
         self._refresh_dev_probas(data)
         self.dev_probas.append(dev_proba)
@@ -702,25 +736,10 @@ class PRBoostLoop:
         self.skip_pending()
         if not self.members or self._members_rules != len(self.accepted):
             self.run_round(data, propose=False, progress=scaled(progress, 0.0, 0.5))
-        c = self.config
         teacher = self.teacher_proba(data)
-        X_pool, X_dev, make_model = data.pool_X, data.dev_X, lambda: self._make_model(10_000)
-        if c.final_model == "finetune":
-            X_pool = model_texts(data.pool_corpus.texts, data.pool_corpus.entities)
-            X_dev = model_texts(data.dev.texts, data.dev.entities)
-            make_model = self._make_finetuned
-        result = self_train(
-            teacher,
-            X_pool,
-            X_dev,
-            data.dev.labels,
-            make_model=make_model,
-            temperature=c.temperature,
-            threshold=c.threshold,
-            max_per_class=c.max_per_class,
-            dev_weight=c.final_dev_weight,
-            iterations=c.self_train_iterations,
-            progress=scaled(progress, 0.5, 1.0),
+        X_pool, X_dev = self._final_inputs(data)
+        result = self._self_train(
+            teacher, X_pool, X_dev, data.dev.labels, scaled(progress, 0.5, 1.0)
         )
         self.final = FinalModel(
             model=result.model,
@@ -728,6 +747,97 @@ class PRBoostLoop:
             kept=result.kept,
         )
         return self.final
+
+    def _final_inputs(self, data: LoopData) -> tuple[Any, Any]:
+        """(pool inputs, dev inputs) of the final model: feature rows, or texts to fine-tune on."""
+        if self.config.final_model == "finetune":
+            return (
+                model_texts(data.pool_corpus.texts, data.pool_corpus.entities),
+                model_texts(data.dev.texts, data.dev.entities),
+            )
+        return data.pool_X, data.dev_X
+
+    def _self_train(self, teacher, X_pool, X_dev, y_dev: np.ndarray, progress: Progress):
+        c = self.config
+        make_model = (
+            self._make_finetuned
+            if c.final_model == "finetune"
+            else (lambda: self._make_model(10_000))
+        )
+        return self_train(
+            teacher,
+            X_pool,
+            X_dev,
+            y_dev,
+            make_model=make_model,
+            temperature=c.temperature,
+            threshold=c.threshold,
+            max_per_class=c.max_per_class,
+            dev_weight=c.final_dev_weight,
+            iterations=c.self_train_iterations,
+            progress=progress,
+        )
+
+    def crossfit_dev_proba(self, data: LoopData, progress: Progress | None = None) -> np.ndarray:
+        """(n_dev, K) the final model's predictions on the dev set, cross-fitted: each dev fold is
+        predicted by a model trained as ``finalize`` trains the final one but with none of the
+        fold's labels in it. Its teacher is the ensemble of the members' models for that fold
+        (a member that never saw dev gives its own model; one whose fold models belong to an
+        older dev set is left out), its label model learns from the other folds only, and the
+        self-training sees the other folds' gold labels only. Costs one self-training per fold."""
+        progress = ensure_progress(progress)
+        if self.final is None:
+            raise LoopError("finalize the loop first")
+        self._check_data(data)
+        c = self.config
+        K = c.n_classes
+        y_dev = np.asarray(data.dev.labels, dtype=np.int64)
+        n_dev = y_dev.size
+        X_pool, X_dev = self._final_inputs(data)
+        folds = _folds(y_dev, c.cv_folds, c.seed)
+        key = data.dev_key
+        L = self.label_matrix(data) if c.final_teacher == "product" else None
+        proba = np.zeros((n_dev, K))
+        for f, held in enumerate(folds):
+            progress(f / len(folds), f"cross-fitting dev fold {f + 1} of {len(folds)}")
+            train_rows = np.setdiff1d(np.arange(n_dev), held)
+            models, alphas = [], []
+            for m, alpha in zip(self.members, self.ensemble.effective_alphas()):
+                if not m.fold_models:  # never saw dev
+                    models.append(m.model)
+                elif m.dev_key == key and f < len(m.fold_models):
+                    models.append(m.fold_models[f])
+                else:
+                    continue
+                alphas.append(alpha)
+            if models:
+                probas = [mod.predict_proba(data.pool_X) for mod in models]
+                teacher = average_probas(probas, np.asarray(alphas), K)
+            else:
+                teacher = np.full((data.n_pool, K), 1.0 / K)
+            if L is not None:
+                covered, soft = self.soft_labels(data, self.round, L, dev_rows=train_rows)
+                if covered.size:
+                    teacher = np.clip(teacher, 1e-9, None)
+                    teacher[covered] *= np.clip(soft, 1e-9, None) ** c.rule_power
+                    teacher /= teacher.sum(axis=1, keepdims=True)
+            y_fold = y_dev.copy()
+            y_fold[held] = -1  # self_train leaves rows labeled -1 out
+            try:
+                result = self._self_train(
+                    teacher,
+                    X_pool,
+                    X_dev,
+                    y_fold,
+                    scaled(progress, f / len(folds), (f + 1) / len(folds)),
+                )
+            except ValueError:  # nothing confident and no other fold: no better than the prior
+                proba[held] = np.bincount(y_dev[train_rows], minlength=K) / max(train_rows.size, 1)
+                continue
+            held_inputs = X_dev[held] if hasattr(X_dev, "shape") else [X_dev[i] for i in held]
+            proba[held] = result.model.predict_proba(held_inputs)
+        progress(1.0, "dev set cross-fitted")
+        return proba
 
     def _make_finetuned(self) -> FineTunedEncoder:
         c = self.config
@@ -798,7 +908,13 @@ class PRBoostLoop:
             "n_seed_votes": self.n_seed_votes,
             "accepted": [r.to_dict() for r in self.accepted],
             "members": [
-                {"round": m.round, "alpha": m.alpha, "err": m.err, "folds": len(m.fold_models)}
+                {
+                    "round": m.round,
+                    "alpha": m.alpha,
+                    "err": m.err,
+                    "folds": len(m.fold_models),
+                    "dev_key": m.dev_key,
+                }
                 for m in self.members
             ],
             "members_rules": self._members_rules,
@@ -853,7 +969,12 @@ class PRBoostLoop:
                     )
                 )
             member = Member(
-                round=m["round"], model=model, alpha=m["alpha"], err=m["err"], fold_models=folds
+                round=m["round"],
+                model=model,
+                alpha=m["alpha"],
+                err=m["err"],
+                fold_models=folds,
+                dev_key=m.get("dev_key", ""),
             )
             loop.members.append(member)
         loop.dev_probas = [

@@ -81,7 +81,8 @@ def test_refusals_change_nothing(project, admin_user, annotator, examples, setti
         services.apply_bulk(
             project=project, user=admin_user, filters={}, kind="split", value="dev", expected=5
         )
-    settings.FRUGAL_BULK_LIMIT = 3
+    settings.FRUGAL_BULK_LIMIT = 2
+    settings.FRUGAL_BULK_JOB_LIMIT = 3
     with pytest.raises(ValidationError, match="More than 3"):
         services.apply_bulk(
             project=project, user=admin_user, filters={}, kind="split", value="dev", expected=3
@@ -158,3 +159,137 @@ def test_filter_label_and_split_are_not_the_action(client, project, admin_user, 
         "e4",
         "e5",
     }
+
+
+# --- above the request's limit: a job -------------------------------------------------------
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Task messages captured instead of sent to the broker."""
+    from workers.celery_app import app
+
+    messages = []
+    monkeypatch.setattr(app, "send_task", lambda name, **kw: messages.append(name))
+    return messages
+
+
+def _run(job):
+    from apps.jobs.runner import run_job
+    from workers.bulk_tasks import handle_bulk_apply, handle_bulk_undo
+
+    handler = handle_bulk_apply if job.kind == services.APPLY_JOB_KIND else handle_bulk_undo
+    run_job(job.pk, handler)
+    job.refresh_from_db()
+    return job
+
+
+def test_a_big_selection_runs_as_an_interactive_job_and_undo_too(
+    project, admin_user, examples, settings, sent, django_capture_on_commit_callbacks
+):
+    from apps.jobs.models import Job
+
+    settings.FRUGAL_BULK_LIMIT = 3
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.apply_bulk(
+            project=project, user=admin_user, filters={}, kind="split", value="dev", expected=6
+        )
+    assert isinstance(job, Job) and job.kind == "bulk_apply" and job.queue == "interactive"
+    assert job.params["expected"] == 6 and sent == ["frugal.bulk_apply"]
+    assert not Example.objects.filter(split="dev").exists()  # nothing before the job runs
+    job = _run(job)
+    assert job.status == "succeeded", job.error
+    assert job.message.startswith("Done: moved to dev on 6 examples")
+    assert job.progress == 1.0
+    action = BulkAction.objects.get(pk=job.result["bulk_action"])
+    assert action.job_id == job.pk and action.count == 6
+    assert Example.objects.filter(split="dev").count() == 6
+
+    undo = services.request_undo(action=action, user=admin_user)
+    assert isinstance(undo, Job) and undo.kind == "bulk_undo" and undo.queue == "interactive"
+    undo = _run(undo)
+    assert undo.status == "succeeded", undo.error
+    assert undo.result["restored"] == 6 and Example.objects.filter(split="pool").count() == 6
+    action.refresh_from_db()
+    with pytest.raises(ValidationError, match="undone already"):
+        services.request_undo(action=action, user=admin_user)
+
+
+def test_a_bulk_job_is_all_or_nothing(project, admin_user, examples, settings, sent, monkeypatch):
+    settings.FRUGAL_BULK_LIMIT = 3
+    monkeypatch.setattr(services, "CHUNK", 2)
+    job = services.apply_bulk(
+        project=project, user=admin_user, filters={}, kind="split", value="test", expected=6
+    )
+    real = services.BulkItem.objects.bulk_create
+    calls = []
+
+    def failing(items):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(items)
+
+    monkeypatch.setattr(services.BulkItem.objects, "bulk_create", failing)
+    job = _run(job)
+    assert job.status == "failed" and "disk full" in job.error and len(calls) == 2
+    assert not Example.objects.filter(split="test").exists()  # the first chunk rolled back
+    assert not BulkAction.objects.exists()
+
+
+def test_a_bulk_job_checks_again_when_it_runs(
+    project, admin_user, examples, settings, sent, make_user
+):
+    from apps.projects import lifecycle
+    from apps.projects.models import Membership
+
+    settings.FRUGAL_BULK_LIMIT = 3
+    launch = {"filters": {}, "kind": "label", "value": "1", "replace_gold": True, "expected": 6}
+    # the selection changed between the confirmation and the run
+    job = services.apply_bulk(project=project, user=admin_user, **launch)
+    Example.objects.filter(external_id="e5").update(gold_label=1)
+    job = _run(job)
+    assert job.status == "failed" and "selection changed" in job.error
+    assert "Nothing changed" in job.error
+    assert Example.objects.filter(gold_label=1).count() == 1
+    # the launcher is no admin any more
+    Example.objects.filter(external_id="e5").update(gold_label=None)
+    other = make_user("second-admin")
+    Membership.objects.create(project=project, user=other, role="admin")
+    job = services.apply_bulk(project=project, user=other, **launch)
+    Membership.objects.filter(project=project, user=other).update(role="annotator")
+    job = _run(job)
+    assert job.status == "failed" and "Only project admins" in job.error
+    # the project was archived meanwhile
+    job = services.apply_bulk(project=project, user=admin_user, **launch)
+    lifecycle.archive_project(project=project, user=admin_user)
+    job = _run(job)
+    assert job.status == "failed" and "archived" in job.error
+    assert not BulkAction.objects.exists()
+    assert Example.objects.filter(gold_label=1).count() == 0
+
+
+def test_pages_send_a_big_action_to_its_job_page(
+    client, project, admin_user, examples, settings, sent
+):
+    settings.FRUGAL_BULK_LIMIT = 3
+    client.force_login(admin_user)
+    url = reverse("bulk:bulk", args=[project.pk])
+    confirm = client.post(url, {"bulk_kind": "split", "bulk_split": "dev", "step": "confirm"})
+    assert b'id="bulk-as-job"' in confirm.content
+    done = client.post(
+        url, {"bulk_kind": "split", "bulk_split": "dev", "step": "run", "expected": "6"}
+    )
+    from apps.jobs.models import Job
+
+    job = Job.objects.get(kind="bulk_apply")
+    assert done.status_code == 302 and done.url == reverse("jobs:detail", args=[job.pk])
+
+
+def test_annotators_cannot_launch_a_bulk_job(project, annotator, examples, settings, sent):
+    settings.FRUGAL_BULK_LIMIT = 3
+    with pytest.raises(PermissionDenied):
+        services.apply_bulk(
+            project=project, user=annotator, filters={}, kind="split", value="dev", expected=6
+        )
+    assert sent == []

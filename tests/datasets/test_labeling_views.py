@@ -280,3 +280,78 @@ def test_u_after_a_skip_brings_the_skipped_example_back_as_in_review(client, ann
     response = client.post(url, {"action": "undo", "split": "dev"}, headers=HTMX)
     first.refresh_from_db()
     assert first.gold_label is None and shown_example(response).pk == first.pk
+
+
+@pytest.fixture
+def scored_pool(project):
+    """Pool examples with a current label and margin, plus one never scored."""
+    margins = [0.9, 0.02, 0.4, 0.15, 0.02]
+    Example.objects.bulk_create(
+        [
+            Example(
+                project=project,
+                external_id=f"p{i}",
+                text=f"pool text {i}",
+                split="pool",
+                label=1,
+                confidence=(1 + m) / 2,
+                margin=m,
+                label_source="model",
+            )
+            for i, m in enumerate(margins)
+        ]
+        + [Example(project=project, external_id="unscored", text="no label yet", split="pool")]
+    )
+    return {e.external_id: e for e in Example.objects.filter(project=project)}
+
+
+@pytest.mark.django_db
+def test_least_sure_queue_hands_out_the_smallest_margin_first_and_shows_the_order(
+    client, annotator, scored_pool, url
+):
+    client.force_login(annotator)
+    query = {"split": "dev", "source": "least_sure"}
+    response = client.get(url, query)
+    body = response.content.decode()
+    # p1 and p4 tie at margin 0.02: the lower id first
+    assert shown_example(response) == scored_pool["p1"]
+    assert 'id="queue-why"' in body and "0.020" in body and "SPAM" in body
+    queue = re.search(r'<ol class="queue-next"[^>]*>(.*?)</ol>', body, re.S).group(1)
+    assert re.findall(r">(p\d)</a>", queue) == ["p4", "p3", "p2", "p0"]
+    assert "1 pool examples have no model or rule label yet" in body
+
+    # labeling moves it into dev; the next least sure comes next, keyboard-first as ever
+    response = client.post(
+        url, {**query, "example_id": scored_pool["p1"].pk, "label": 0}, headers=HTMX
+    )
+    moved = Example.objects.get(pk=scored_pool["p1"].pk)
+    assert moved.split == "dev" and moved.gold_label == 0
+    assert shown_example(response) == scored_pool["p4"]
+    assert 'name="source" value="least_sure"' in response.content.decode()
+
+    # a skip goes on to the next in order, not back to a random pool example
+    response = client.post(
+        url, {**query, "example_id": scored_pool["p4"].pk, "action": "skip"}, headers=HTMX
+    )
+    assert shown_example(response) == scored_pool["p3"]
+
+
+@pytest.mark.django_db
+def test_least_sure_queue_passes_over_an_example_another_annotator_holds(
+    client, project, annotator, admin_user, scored_pool
+):
+    services.claim_example(example_id=scored_pool["p1"].pk, user=admin_user)
+    picked = services.next_example_to_label(
+        project=project, user=annotator, split="dev", from_pool=True, least_sure=True
+    )
+    assert picked == scored_pool["p4"]
+
+
+@pytest.mark.django_db
+def test_least_sure_queue_says_when_nothing_is_scored(client, project, annotator, url):
+    Example.objects.create(project=project, external_id="u", text="unscored", split="pool")
+    client.force_login(annotator)
+    body = client.get(url, {"split": "dev", "source": "least_sure"}).content.decode()
+    assert 'id="label-done"' in body
+    assert "The model has scored no pool example" in body
+    assert "finalize or refresh labels to score them" in body

@@ -221,3 +221,71 @@ def test_wrong_data_and_missing_state_fail_clearly(tmp_path):
         LoopConfig(n_classes=1)
     with pytest.raises(LoopError, match="unknown config keys"):
         LoopConfig.from_dict({"n_classes": 2, "bogus": 1})
+
+
+def test_crossfit_dev_predictions_never_come_from_a_model_that_saw_the_row(monkeypatch):
+    """Every model behind a dev row's cross-fitted prediction — the fold's self-trained model and
+    the teacher models whose pool predictions it learnt from — trained without that row."""
+    from models.prboost import learners
+
+    data, gold = _data(seed_votes=True)
+    annotator = SimulatedAnnotator(gold)
+    dev_rows = {data.dev_X[i].tobytes(): i for i in range(len(data.dev))}
+    touched: list = []  # models asked for predictions since the last dev prediction
+    leaks: list[tuple[int, int]] = []
+    predicted: set[int] = set()
+    real_fit = learners.EmbeddingClassifier.fit
+    real_predict = learners.EmbeddingClassifier.predict_proba
+
+    def fit(self, X, y, sample_weight=None):
+        w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight)
+        self.seen_dev_rows = {
+            dev_rows[row.tobytes()]
+            for row, weight in zip(np.asarray(X), w)
+            if weight > 0 and row.tobytes() in dev_rows
+        }
+        return real_fit(self, X, y, sample_weight=sample_weight)
+
+    def predict_proba(self, X):
+        rows = [dev_rows.get(np.asarray(row).tobytes()) for row in np.asarray(X)]
+        touched.append(self)
+        if rows and all(r is not None for r in rows) and len(rows) < len(data.dev):
+            for i, model in enumerate(touched):  # this fold's teachers and its own model
+                leaks.extend((i, r) for r in rows if r in model.seen_dev_rows)
+            predicted.update(rows)
+            touched.clear()
+        return real_predict(self, X)
+
+    monkeypatch.setattr(learners.EmbeddingClassifier, "fit", fit)
+    monkeypatch.setattr(learners.EmbeddingClassifier, "predict_proba", predict_proba)
+    config = LoopConfig(n_classes=2, candidates_per_round=5, threshold=0.8, train_on_dev=True)
+    loop = PRBoostLoop(config, n_dev=40)
+    for _ in range(2):
+        _step(loop, data, annotator)
+    loop.finalize(data)
+    assert all(m.model.seen_dev_rows == set(range(40)) for m in loop.members)  # saw dev
+    touched.clear()
+    leaks.clear()  # the rounds' own fold predictions are checked by the same rule elsewhere
+    predicted.clear()
+    proba = loop.crossfit_dev_proba(data)
+    assert proba.shape == (40, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert predicted == set(range(40))  # every dev row predicted by a held-out model
+    assert not leaks, f"(model, dev row) pairs where the model trained on the row: {leaks[:5]}"
+    # the final model itself saw every dev row: its dev predictions would have leaked
+    assert loop.final.model.seen_dev_rows == set(range(40))
+
+
+def test_crossfit_leaves_out_members_whose_fold_models_belong_to_another_dev_set():
+    data, gold = _data()
+    annotator = SimulatedAnnotator(gold)
+    loop = PRBoostLoop(LoopConfig(n_classes=2, candidates_per_round=5, threshold=0.8), n_dev=40)
+    _step(loop, data, annotator)
+    loop.finalize(data)
+    with_dev = [m for m in loop.members if m.fold_models]
+    assert with_dev and all(m.dev_key == data.dev_key for m in with_dev)
+    for m in with_dev:
+        m.dev_key = "another dev set"
+        for fold_model in m.fold_models:  # would raise if the stale fold models were used
+            fold_model.predict_proba = None
+    proba = loop.crossfit_dev_proba(data)
+    assert proba.shape == (40, 2)

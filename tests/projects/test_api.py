@@ -32,6 +32,7 @@ def test_list_returns_only_callers_projects_with_role(client, project, annotator
         "task_type": "text_classification",
         "labels": ["HAM", "SPAM"],
         "created_at": row["created_at"],
+        "archived_at": None,
         "role": "annotator",
     }
 

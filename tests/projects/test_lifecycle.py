@@ -124,3 +124,87 @@ def test_staff_who_are_not_members_may_delete(client, project, make_user):
     client.force_login(staff)
     client.post(reverse("projects:delete", args=[project.pk]), {"name": "Spam"})
     assert not Project.objects.filter(pk=project.pk).exists()
+
+
+# Markers of the actions each page offers while the project is active.
+ACTION_MARKERS = {
+    "projects:dashboard": [">Label gold examples</a>", ">Import data</a>"],
+    "training:dashboard": ['action="/projects/{pk}/training/launch/"'],
+    "rules:review": ['id="review-form"'],
+    "datasets:label": ['name="example_id"'],
+    "imports:new": ['enctype="multipart/form-data"'],
+}
+READ_ONLY_MARKERS = {
+    "projects:dashboard": 'id="archived-notice"',
+    "training:dashboard": 'id="training-read-only"',
+    "rules:review": 'id="review-read-only"',
+    "datasets:label": 'id="label-read-only"',
+    "imports:new": 'id="import-read-only"',
+}
+
+
+def test_archived_pages_show_no_action_buttons(client, project, admin_user):
+    Example.objects.create(project=project, external_id="d", text="t", split="dev")
+    client.force_login(admin_user)
+    for archived in (False, True):
+        if archived:
+            lifecycle.archive_project(project=project, user=admin_user)
+        for view, markers in ACTION_MARKERS.items():
+            response = client.get(reverse(view, args=[project.pk]))
+            assert response.status_code == 200, view
+            body = response.content.decode()
+            for marker in markers:
+                marker = marker.format(pk=project.pk)
+                assert (marker in body) is not archived, (view, marker, archived)
+            assert (READ_ONLY_MARKERS[view] in body) is archived, view
+            if archived and view != "projects:dashboard":
+                assert 'id="archived-banner"' in body
+    example = Example.objects.get(project=project)
+    detail = client.get(reverse("datasets:example_detail", args=[project.pk, example.pk]))
+    assert b"detail-label-form" not in detail.content
+
+
+@pytest.mark.parametrize(
+    "view, data",
+    [
+        ("training:launch", {"action": "warm"}),
+        ("rules:review", {"action": "accept", "rule_id": "1"}),
+        ("datasets:label", {"label": "0", "example_id": "1"}),
+        ("imports:new", {"source": "path", "path": "x.csv"}),
+        ("bulk:bulk", {"action": "label", "label": "0"}),
+    ],
+)
+def test_archived_post_endpoints_refuse_with_a_clear_message(
+    client, project, admin_user, view, data
+):
+    from apps.projects.middleware import MESSAGE, NOTICE_HEADER
+
+    lifecycle.archive_project(project=project, user=admin_user)
+    client.force_login(admin_user)
+    url = reverse(view, args=[project.pk])
+    jobs_before = Job.objects.count()
+    response = client.post(url, data)
+    assert response.status_code == 403 and MESSAGE in response.content.decode()
+    htmx = client.post(url, data, headers={"HX-Request": "true"})
+    assert htmx.status_code == 403 and htmx[NOTICE_HEADER] == MESSAGE
+    assert Job.objects.count() == jobs_before
+
+
+def test_api_project_list_leaves_archived_projects_out_unless_asked(client, project, admin_user):
+    other = Project.objects.create(name="Other", labels=["A", "B"], created_by=admin_user)
+    other.memberships.create(user=admin_user, role="admin")
+    lifecycle.archive_project(project=project, user=admin_user)
+    client.force_login(admin_user)
+
+    def names(query=""):
+        response = client.get("/api/v1/projects/" + query)
+        assert response.status_code == 200
+        return {p["name"]: p["archived_at"] for p in response.json()["results"]}
+
+    assert names() == {"Other": None}
+    assert names("?archived=false") == {"Other": None}
+    archived = names("?archived=true")
+    assert list(archived) == ["Spam"] and archived["Spam"] is not None
+    assert client.get("/api/v1/projects/?archived=maybe").status_code == 400
+    # one archived project is still readable by id
+    assert client.get(f"/api/v1/projects/{project.pk}/").status_code == 200

@@ -112,13 +112,15 @@ def test_cancel_mid_round_leaves_the_previous_state_intact(
     job = Job.objects.create(
         project=youtube_project, kind=kinds.RUN_ROUND, launched_by=admin_user, params={}
     )
-    real_sync = services._sync_decisions
+    from apps.training.services import rounds
+
+    real_sync = rounds._sync_decisions
 
     def sync_then_cancel(loop, **kwargs):  # the admin presses cancel while the round runs
         request_cancel(job=Job.objects.get(pk=job.pk), user=admin_user)
         return real_sync(loop, **kwargs)
 
-    monkeypatch.setattr(services, "_sync_decisions", sync_then_cancel)
+    monkeypatch.setattr(rounds, "_sync_decisions", sync_then_cancel)
     runner.run_job(job.pk, prboost_tasks.run_round)
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
@@ -141,10 +143,82 @@ def test_finalize_writes_model_labels_with_the_round_that_made_them(youtube_proj
     }
     confidences = np.array(pool.values_list("confidence", flat=True), dtype=float)
     assert np.all((confidences >= 0.5) & (confidences <= 1.0))
-    assert not Example.objects.filter(project=youtube_project, split="dev", label_source="model")
     assert LabelSet.objects.filter(project=youtube_project).count() == 1
     # The rounds' state is unchanged: another round can follow.
     assert services.run_round(project=youtube_project).number == 2
+
+
+def test_finalize_predicts_dev_cross_fitted_and_test_with_margins(youtube_project, monkeypatch):
+    """Dev rows get the cross-fitted predictions (never the final model's own, which trained on
+    every dev label), test rows the final model's; every written label has its margin."""
+    from models.prboost.loop import PRBoostLoop
+
+    _no_seed_votes(youtube_project)
+    unlabeled = [
+        Example.objects.create(
+            project=youtube_project, external_id=f"no-gold-{split}", text=text, split=split
+        )
+        for split, text in (("dev", "check out my channel please"), ("test", "nice song"))
+    ]
+    services.run_round(project=youtube_project)
+    seen = {}
+    real = PRBoostLoop.crossfit_dev_proba
+
+    def crossfit(loop, data, progress=None):
+        seen["proba"] = real(loop, data, progress=progress)
+        seen["final_on_dev"] = loop.final.predict_proba(data.dev_X, data.dev)
+        return seen["proba"]
+
+    monkeypatch.setattr(PRBoostLoop, "crossfit_dev_proba", crossfit)
+    label_set = services.finalize(project=youtube_project)
+    dev = list(
+        Example.objects.filter(
+            project=youtube_project, split="dev", gold_label__isnull=False
+        ).order_by("id")
+    )
+    assert {(e.label_source, e.label_version) for e in dev} == {
+        ("model", "prboost round 1 (cross-fitted)")
+    }
+    proba = seen["proba"]
+    assert [e.label for e in dev] == proba.argmax(axis=1).tolist()
+    np.testing.assert_allclose([e.confidence for e in dev], proba.max(axis=1))
+    np.testing.assert_allclose(
+        [e.margin for e in dev], np.abs(proba[:, 1] - proba[:, 0]), atol=1e-9
+    )
+    # the written dev predictions are not the final model's in-sample ones
+    assert not np.allclose(proba, seen["final_on_dev"])
+    honest = float(np.mean(proba.argmax(axis=1) == [e.gold_label for e in dev]))
+    assert label_set.metrics["dev_accuracy"] == pytest.approx(honest)
+    assert label_set.metrics["dev_predicted"] == 60 and label_set.metrics["test_predicted"] == 60
+    test = Example.objects.filter(project=youtube_project, split="test")
+    assert set(test.values_list("label_source", flat=True)) == {"model"}
+    assert test.filter(gold_label__isnull=False).count() == 60
+    assert not test.filter(margin__isnull=True).exists()
+    pool_margins = np.array(
+        Example.objects.filter(project=youtube_project, split="pool").values_list(
+            "margin", flat=True
+        ),
+        dtype=float,
+    )
+    assert np.all((pool_margins >= 0) & (pool_margins <= 1))
+    # dev/test rows without gold are predicted too (no model saw a label of theirs)
+    assert label_set.metrics["unlabeled_predicted"] == 2
+    for example in unlabeled:
+        example.refresh_from_db()
+        assert example.label_source == "model" and example.margin is not None
+        assert example.label in (0, 1) and example.gold_label is None
+    # "where it disagrees" now has dev/test rows whose prediction differs from gold
+    from apps.datasets.selectors import disagreements_for_project
+
+    wrong = [e for e in dev if e.label != e.gold_label]
+    listed = set(disagreements_for_project(project=youtube_project).values_list("id", flat=True))
+    assert {e.pk for e in wrong} <= listed
+
+
+def test_margins_measure_the_gap_between_the_two_likeliest_labels():
+    proba = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.34, 0.33, 0.33]])
+    np.testing.assert_allclose(services.label_margins(proba), [0.2, 0.7, 0.01])
+    assert services.label_margins(np.zeros((0, 3))).shape == (0,)
 
 
 def test_refresh_labels_labels_the_covered_pool_and_keeps_finalized_labels(youtube_project):

@@ -42,7 +42,10 @@ def test_warm_cache_then_a_round_end_to_end_on_a_worker(
     wait_for_status(final, JobStatus.SUCCEEDED, JobStatus.FAILED, timeout=300)
     assert final.status == JobStatus.SUCCEEDED, final.error + final.log[-3000:]
     assert final.result["version"] == "prboost round 1"
-    assert youtube_project.examples.filter(label_version="prboost round 1").count() == 240
+    labeled = youtube_project.examples.filter(label_source="model")
+    assert labeled.filter(split="pool", label_version="prboost round 1").count() == 240
+    assert labeled.filter(split="test", label_version="prboost round 1").count() == 60
+    assert labeled.filter(split="dev", label_version="prboost round 1 (cross-fitted)").count() == 60
 
 
 def test_a_worker_killed_mid_round_leaves_the_previous_state_and_a_rerun_succeeds(

@@ -7,7 +7,8 @@ document.addEventListener("htmx:responseError", function (event) {
     box.className = "flash-error";
     document.body.appendChild(box);
   }
-  box.textContent = "The server could not complete that (" + event.detail.xhr.status + "). Reload and try again.";
+  var notice = event.detail.xhr.getResponseHeader("X-Frugal-Notice");
+  box.textContent = notice || ("The server could not complete that (" + event.detail.xhr.status + "). Reload and try again.");
   setTimeout(function () { box.remove(); }, 6000);
 });
 
