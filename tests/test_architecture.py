@@ -24,12 +24,7 @@ LONG_FILE_MARKER = "Why this file is long:"
 # Imports that close cycles and predate this check, each with its way out and the only files
 # allowed to carry it. Without them the graph must be acyclic; the test fails when one disappears
 # (take it off), when another file adds the same edge, or when a new cycle appears.
-KNOWN_BACK_EDGES = {
-    # The DRF permission classes moved to apps.projects.permissions (they read membership);
-    # apps/api/permissions.py re-exports them for apps/training/api.py only, and goes when that
-    # import changes (apps/training is being split by another change).
-    ("apps.api", "apps.projects"): {"apps/api/permissions.py"},
-}
+KNOWN_BACK_EDGES: dict[tuple[str, str], set[str]] = {}
 # apps.projects is the bottom of the domain (projects, membership, roles: every app imports it).
 # Its pages and its delete show or remove what the apps above hold, so they ask those apps inside
 # functions, from these files only (the reads themselves live above: e.g. the example counts in
@@ -187,19 +182,6 @@ def test_projects_reaches_the_apps_above_it_only_from_its_pages_and_lifecycle():
     reaches = {unit: lazy["apps.projects"][unit] for unit in above if unit in lazy["apps.projects"]}
     assert reaches == PROJECTS_REACH_UP_FROM
     assert not above & set(module_level["apps.projects"]), "apps.projects imports an app above it"
-
-
-def test_only_training_still_imports_the_permissions_from_apps_api():
-    """New code imports apps.projects.permissions; the re-export goes with its last user."""
-    users = set()
-    for path in _sources():
-        tree = ast.parse(path.read_text(), str(path))
-        for imported, names, _ in _imports(tree, module_level=False):
-            if imported == "apps.api.permissions" or (
-                imported == "apps.api" and "permissions" in names
-            ):
-                users.add(str(path.relative_to(ROOT)))
-    assert users <= {"apps/training/api.py"}, users
 
 
 def test_rules_and_datasets_do_not_import_each_other_any_more():

@@ -6,8 +6,8 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.api.permissions import ProjectScopedMixin
 from apps.jobs.serializers import JobSerializer
+from apps.projects.permissions import ProjectScopedMixin
 from apps.training import selectors, services
 from apps.training.prboost_settings import prboost_settings
 from apps.training.serializers import (
