@@ -9,10 +9,10 @@ One run, one model, one machine:
 1. calibration: the input second moment of every attention layer from ~2.3k tokens of the
    *calibration halves* (HH-RLHF dialogues: first half of the file; TREC: train; SMS: even rows);
    whitened factors (and plain SVD for the ablation).
-2. default: greedy ranks, for each candidate latent storage (8-bit codes in groups of 32, 4-bit
-   codes in groups of 16) the smallest budget whose perplexity on held-out *calibration* windows
-   stays within +4% of the full model's (``fit_to_perplexity``); the candidate with the fewest
-   bytes per token is the default. Nothing is chosen on evaluation text. Its ablations run beside
+2. default: greedy ranks, for each candidate latent storage (4-bit codes in groups of 16, 8-bit
+   codes in groups of 64 or 32) the smallest budget whose perplexity on held-out *calibration*
+   windows stays within +4% of the full model's (``fit_to_perplexity``); the candidate with the
+   fewest bytes per token is the default. Nothing is chosen on evaluation text. Its ablations run beside
    it: the same ranks with bf16 latents (low rank alone), every channel with the same codes
    (quantization of the latents alone), and plain 4-bit K/V in groups of 16 (quantization alone).
 3. quality: perplexity on the *evaluation halves* (HH-RLHF second half, TREC test, SMS odd rows),
@@ -285,9 +285,10 @@ def _fit_default(model, factors, cal_dev, full_dev, args, log):
     from models.lorc import compress as lorc_compress
 
     candidates = []  # one fit per latent storage, all on held-out calibration text
-    # the 4-bit candidate first: the 8-bit fit then starts at the bytes to beat (only a smaller
-    # fit can win), which saves calibration passes and changes nothing in the choice
-    for spec in (QuantSpec(4, group=16), QuantSpec(8)):
+    # smallest storage first: a later fit starts at the bytes to beat (only a smaller fit can
+    # win), which saves calibration passes and changes nothing in the choice. 8-bit codes in
+    # groups of 64 (one scale per head width, as the per-head int8 K/V baseline) or 32.
+    for spec in (QuantSpec(4, group=16), QuantSpec(8, group=64), QuantSpec(8)):
         layout = kv_layout(model, spec)
         hi = layout.bytes_per_token(full_schedule(layout))  # every channel kept
         if candidates:
