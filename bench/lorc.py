@@ -12,9 +12,10 @@ One run, one model, one machine:
 2. default: greedy ranks, for each candidate latent storage (4-bit codes in groups of 16, 8-bit
    codes in groups of 64 or 32) the smallest budget whose perplexity on held-out *calibration*
    windows stays within +4% of the full model's (``fit_to_perplexity``); the candidate with the
-   fewest bytes per token is the default. Nothing is chosen on evaluation text. Its ablations run beside
-   it: the same ranks with bf16 latents (low rank alone), every channel with the same codes
-   (quantization of the latents alone), and plain 4-bit K/V in groups of 16 (quantization alone).
+   fewest bytes per token is the default. Nothing is chosen on evaluation text. Its ablations run
+   beside it: the same ranks with bf16 latents (low rank alone), every channel with the same
+   codes (quantization of the latents alone), and plain 4-bit K/V in groups of 16 (quantization
+   alone).
 3. quality: perplexity on the *evaluation halves* (HH-RLHF second half, TREC test, SMS odd rows),
    --eval-tokens per source in 512-token windows, every window fed as 64 tokens then the rest, so
    the second call reads the first from the cache: full cache; plain per-token 8-/4-bit K/V; the
