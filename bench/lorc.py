@@ -270,6 +270,11 @@ def speed(model, factory, vocab_ids, batch: int, context: int, steps: int, devic
 
 
 # --------------------------------------------------------------------------- run
+def _wants_answers(family: str, args) -> bool:
+    lorc = family.startswith("lorc") or family == "plain-svd"
+    return lorc and (family == "lorc-default" or "greedy" in family or args.all_answers)
+
+
 def _fit_default(model, factors, cal_dev, full_dev, args, log):
     """For each candidate latent storage, the smallest greedy budget whose perplexity on held-out
     calibration text stays within ``CEILING`` × the full model's; the fewest bytes win."""
@@ -370,7 +375,10 @@ def run(args) -> dict:
     log("factorized", int(cal.numel()), "calibration tokens")
 
     layout8 = kv_layout(model, QuantSpec(8))
-    full_dev = None if args.default_json else perplexity(model, cal_dev)
+    # the full model's calibration perplexity (the ceiling's base): needed to fit, and reported by
+    # the run (or part, --families with "full") that renders the header
+    with_full = not args.default_json or (args.families and "full" in args.families)
+    full_dev = perplexity(model, cal_dev) if with_full else None
     if args.default_json:  # the default another run fitted (same code, data and calibration)
         default_spec, fitted, fitted_ppl, tried, candidates = _read_default(args.default_json, log)
     else:
@@ -400,13 +408,17 @@ def run(args) -> dict:
     trec, _ = load_wrench(args.data / "wrench-trec", "valid")
     qtexts = list(trec.texts[: args.answer_texts])
     templates = DEFAULT_TEMPLATES["text_classification"]
-    ref_answers = None if args.speed_only else answers(lm, model, qtexts, templates)
+    if args.families:  # this process measures only these settings (a part of a parallel run)
+        configs_q = [c for c in configs if c[1] in args.families]
+    else:
+        configs_q = [] if args.speed_only else configs
+    need_answers = any(_wants_answers(c[1], args) for c in configs_q)
+    ref_answers = answers(lm, model, qtexts, templates) if need_answers else None
     rows = []
-    for name, family, quant, m, factory in [] if args.speed_only else configs:
+    for name, family, quant, m, factory in configs_q:
         row = {"name": name, "family": family, "quant": quant}
         row.update(quality(name, m, factory, windows))
-        lorc = family.startswith("lorc") or family == "plain-svd"
-        if lorc and (family == "lorc-default" or "greedy" in family or args.all_answers):
+        if _wants_answers(family, args):
             row["answers"] = answers(lm, m, qtexts, templates, ref_answers)
         if hasattr(m, "lorc"):
             s = m.lorc["schedule"]
@@ -610,6 +622,20 @@ def render(res: dict) -> str:
             if "options" in res
             else ""
         ),
+        *(
+            [
+                "Measured as parallel processes after the same calibration and default (rows "
+                "merged): "
+                + "; ".join(
+                    f"{', '.join(p.get('families', ['all']))} ({p['date']}, "
+                    f"{p['seconds'] / 60:.1f} min)"
+                    for p in res["parts"]
+                )
+                + "."
+            ]
+            if res.get("parts")
+            else []
+        ),
         "",
         f"Model: {res['model']} ({res['layout']['n_layers']} layers, KV width "
         f"{res['layout']['kv_dim']}; full cache {res['layout']['full_bytes_per_token']} B/token "
@@ -737,6 +763,34 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
+FAMILY_ORDER = ("full", "kv-quant", "hf-quantized", "lorc-uniform", "lorc-progressive",
+                "lorc-greedy", "plain-svd", "lorc-ablation", "lorc-default")  # fmt: skip
+
+
+def _merged() -> dict | None:
+    """lorc.json, with the rows of any part runs (``--families``, run in parallel after the same
+    calibration and default) that it lacks; or the parts alone when there is no whole run."""
+    parts = [json.loads(p.read_text()) for p in sorted(JSON_PATH.parent.glob("lorc-part-*.json"))]
+    if JSON_PATH.exists():
+        res = json.loads(JSON_PATH.read_text())
+    elif parts:  # the part that measured the full model's calibration perplexity heads it
+        res = dict(max(parts, key=lambda p: p.get("full_calibration_dev_ppl") is not None))
+    else:
+        return None
+    if parts:
+        names = {r["name"] for r in res["quality"]}
+        rows = list(res["quality"])
+        for part in parts:
+            rows += [r for r in part["quality"] if r["name"] not in names]
+            names |= {r["name"] for r in part["quality"]}
+        order = {f: i for i, f in enumerate(FAMILY_ORDER)}
+        res["quality"] = sorted(rows, key=lambda r: order.get(r["family"], len(order)))
+        res["parts"] = [
+            {k: p[k] for k in ("date", "seconds", "families", "load") if k in p} for p in parts
+        ]
+    return res
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench lorc")
     p.add_argument("--data", type=Path, default=None)
@@ -776,6 +830,14 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--batch16-context", type=int, default=512, help="0: no batch-16 speed rows")
     p.add_argument("--quick", action="store_true", help="smoke run: one budget, tiny sizes")
+    p.add_argument(
+        "--families",
+        type=lambda v: set(filter(None, v.split(","))),
+        default=None,
+        help="measure only these settings' families (full, kv-quant, hf-quantized, plain-svd, "
+        "lorc-ablation, lorc-default, lorc-greedy, ...) into results/lorc-part-*.json, merged "
+        "when rendering: one run split over processes (use --default-json in all but one)",
+    )
     args = p.parse_args(argv)
     if not args.render_only:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -789,11 +851,16 @@ def main(argv: list[str]) -> int:
             print(json.dumps(res, indent=1)[:3000])
             return 0
         JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
-        (SPEED_JSON_PATH if args.speed_only else JSON_PATH).write_text(json.dumps(res, indent=1))
-    if not JSON_PATH.exists():
+        if args.families:
+            res["families"] = sorted(args.families)
+            out = JSON_PATH.with_name(f"lorc-part-{'+'.join(sorted(args.families))}.json")
+        else:
+            out = SPEED_JSON_PATH if args.speed_only else JSON_PATH
+        out.write_text(json.dumps(res, indent=1))
+    res = _merged()
+    if res is None:
         print(f"{JSON_PATH} not written yet: run without --speed-only, then --render-only")
         return 0
-    res = json.loads(JSON_PATH.read_text())
     if SPEED_JSON_PATH.exists():
         speed = json.loads(SPEED_JSON_PATH.read_text())
         res["speed"] = speed["speed"]
