@@ -270,6 +270,72 @@ def speed(model, factory, vocab_ids, batch: int, context: int, steps: int, devic
 
 
 # --------------------------------------------------------------------------- run
+def _speed_section(args, configs, default_spec, windows, device, log, t_start, load_start,
+                   default=None) -> dict:  # fmt: skip
+    """--speed-part baselines|lorc: the speed rows of the baselines (no calibration needed) or of
+    the LoRC default and float setting, each row written to results/lorc-speed-part-<part>.json as
+    soon as it is measured (so parts can run in parallel and a slow machine keeps what it did)."""
+    vocab_ids = windows["hh-rlhf"].reshape(-1).unique()
+    by_name = {c[0]: c for c in configs}
+    longest = max(args.contexts)
+    shorter = [(1, c) for c in args.contexts if c < longest]
+    b16 = [(16, args.batch16_context)] if args.batch16_context else []
+    if default_spec is None:
+        plan = [
+            ("full", [(1, c) for c in args.contexts] + b16),
+            ("kv-int8", shorter + b16),
+            ("hf-fp8", [s for s in shorter if s[1] <= 2048]),
+        ]
+    else:
+        plan = [
+            (
+                DEFAULT_NAME.format(label=_label(default_spec)),
+                [(1, c) for c in args.contexts] + b16,
+            ),
+            ("lorc-greedy-float@0.75", [s for s in shorter if s[1] <= 2048]),
+        ]
+    out = JSON_PATH.with_name(f"lorc-speed-part-{args.speed_part}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res = {
+        "date": "",
+        "machine": machine(),
+        "speed": [],
+        "default": default,
+        "part": args.speed_part,
+    }
+    for name, shapes in plan:
+        if name not in by_name:
+            continue
+        _, _, _, m, factory = by_name[name]
+        for batch, context in shapes:
+            r = speed(m, factory, vocab_ids, batch, context, args.decode_steps, device)
+            r["name"] = name
+            res["speed"].append(r)
+            log("speed", r)
+            res["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            res["seconds"] = time.perf_counter() - t_start
+            res["load"] = [load_start, os.getloadavg()[0]]
+            out.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def _baseline_configs(model):
+    from transformers import DynamicCache, QuantizedCache
+
+    from models.lorc import QuantKVCache, QuantSpec, quant_kv_cache
+
+    return [
+        ("full", "full", "bf16" if model.dtype.itemsize == 2 else "fp32", model,
+         lambda: DynamicCache(config=model.config)),
+        ("kv-int8", "kv-quant", "int8", model, lambda: quant_kv_cache(model, QuantSpec(8))),
+        ("kv-int4", "kv-quant", "int4", model, lambda: quant_kv_cache(model, QuantSpec(4))),
+        ("hf-fp8", "hf-quantized", "fp8", model,
+         lambda: QuantizedCache(backend="fp8", config=model.config)),
+        ("kv-int4g16", "kv-quant", "int4g16", model,
+         lambda: QuantKVCache(len(model.model.layers), QuantSpec(4, group=16))),
+    ]  # fmt: skip
+
+
 def _wants_answers(family: str, args) -> bool:
     lorc = family.startswith("lorc") or family == "plain-svd"
     return lorc and (family == "lorc-default" or "greedy" in family or args.all_answers)
@@ -360,6 +426,10 @@ def run(args) -> dict:
     texts = load_texts(args.data)
     log = lambda *a: print(f"[{time.perf_counter() - t_start:6.0f}s]", *a, flush=True)  # noqa: E731
     log("loaded", lm.model_id)
+    if args.speed_part == "baselines":  # full / kv-int8 / fp8 rows need no calibration
+        windows = {"hh-rlhf": token_windows(tok, texts["hh-rlhf"]["eval"], WINDOW, 1024)}
+        configs = _baseline_configs(model)
+        return _speed_section(args, configs, None, windows, device, log, t_start, load_start)
 
     cal, cal_dev = [], []
     for src in texts:
@@ -427,6 +497,12 @@ def run(args) -> dict:
         log(name, {k: v for k, v in row.items() if k not in ("ranks_k", "ranks_v")})
 
     speed_rows = []
+    if args.speed_part == "lorc":
+        bpt = kv_layout(model, default_spec).bytes_per_token(fitted)
+        return _speed_section(
+            args, configs, default_spec, windows, device, log, t_start, load_start,
+            {"bytes_per_token": bpt},
+        )  # fmt: skip
     if not args.skip_speed:
         vocab_ids = windows["hh-rlhf"].reshape(-1).unique()
         by_name = {c[0]: c for c in configs}
@@ -699,6 +775,26 @@ def render(res: dict) -> str:
             "only up to 2k, few decode steps (tokens/s are rough).",
             *(
                 [
+                    "These rows come from speed-only processes run beside the quality run "
+                    "(`--speed-only --speed-part`, rows written as measured): "
+                    + "; ".join(
+                        f"{p['part']} ({p['date']}, {p['seconds'] / 60:.1f} min, 1-min load "
+                        f"{p['load'][0]:.1f} → {p['load'][1]:.1f}"
+                        + (
+                            f", default {p['default']['bytes_per_token']} B/token"
+                            if p.get("default")
+                            else ""
+                        )
+                        + ")"
+                        for p in res["speed_parts"]
+                    )
+                    + "."
+                ]
+                if res.get("speed_parts")
+                else []
+            ),
+            *(
+                [
                     f"These rows come from a speed-only run (`--speed-only`, "
                     f"{res['speed_run']['date']}, {res['speed_run']['seconds'] / 60:.1f} min) "
                     "of the same code: the same calibration and default schedule "
@@ -829,6 +925,13 @@ def main(argv: list[str]) -> int:
         "bench/results/lorc-default.json; waited for) instead of fitting it again",
     )
     p.add_argument("--batch16-context", type=int, default=512, help="0: no batch-16 speed rows")
+    p.add_argument(
+        "--speed-part",
+        choices=("baselines", "lorc"),
+        default=None,
+        help="only the speed rows of the baselines (no calibration) or of LoRC, written row by row "
+        "to results/lorc-speed-part-*.json and merged when rendering",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: one budget, tiny sizes")
     p.add_argument(
         "--families",
@@ -851,12 +954,15 @@ def main(argv: list[str]) -> int:
             print(json.dumps(res, indent=1)[:3000])
             return 0
         JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
-        if args.families:
+        if args.speed_part:
+            res = None  # written row by row by the speed part itself
+        elif args.families:
             res["families"] = sorted(args.families)
             out = JSON_PATH.with_name(f"lorc-part-{'+'.join(sorted(args.families))}.json")
         else:
             out = SPEED_JSON_PATH if args.speed_only else JSON_PATH
-        out.write_text(json.dumps(res, indent=1))
+        if res is not None:
+            out.write_text(json.dumps(res, indent=1))
     res = _merged()
     if res is None:
         print(f"{JSON_PATH} not written yet: run without --speed-only, then --render-only")
@@ -865,6 +971,15 @@ def main(argv: list[str]) -> int:
         speed = json.loads(SPEED_JSON_PATH.read_text())
         res["speed"] = speed["speed"]
         res["speed_run"] = {k: speed[k] for k in ("date", "machine", "seconds", "default")}
+    speed_parts = sorted(JSON_PATH.parent.glob("lorc-speed-part-*.json"))
+    if speed_parts:  # row-by-row speed parts replace the rows of the settings they measured
+        parts = [json.loads(p.read_text()) for p in speed_parts]
+        names = {r["name"] for p in parts for r in p["speed"]}
+        res["speed"] = [r for r in res.get("speed", []) if r["name"] not in names]
+        res["speed"] += [r for p in parts for r in p["speed"]]
+        res["speed_parts"] = [
+            {k: p.get(k) for k in ("part", "date", "seconds", "load", "default")} for p in parts
+        ]
     md = render(res)
     MD_PATH.write_text(md + "\n")
     plot(res, PNG_PATH)
