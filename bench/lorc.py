@@ -271,7 +271,7 @@ def speed(model, factory, vocab_ids, batch: int, context: int, steps: int, devic
 
 # --------------------------------------------------------------------------- run
 def _speed_section(args, configs, default_spec, windows, device, log, t_start, load_start,
-                   default=None) -> dict:  # fmt: skip
+                   default=None, plan=None, rows=None) -> dict:  # fmt: skip
     """--speed-part baselines|lorc: the speed rows of the baselines (no calibration needed) or of
     the LoRC default and float setting, each row written to results/lorc-speed-part-<part>.json as
     soon as it is measured (so parts can run in parallel and a slow machine keeps what it did)."""
@@ -280,7 +280,9 @@ def _speed_section(args, configs, default_spec, windows, device, log, t_start, l
     longest = max(args.contexts)
     shorter = [(1, c) for c in args.contexts if c < longest]
     b16 = [(16, args.batch16_context)] if args.batch16_context else []
-    if default_spec is None:
+    if plan is not None:
+        pass
+    elif default_spec is None:
         plan = [
             ("full", [(1, c) for c in args.contexts] + b16),
             ("kv-int8", shorter + b16),
@@ -299,7 +301,7 @@ def _speed_section(args, configs, default_spec, windows, device, log, t_start, l
     res = {
         "date": "",
         "machine": machine(),
-        "speed": [],
+        "speed": list(rows or []),
         "default": default,
         "part": args.speed_part,
     }
@@ -443,6 +445,19 @@ def run(args) -> dict:
     covs = calibrate(model, batches)
     factors, plain = factorize(model, covs), factorize(model, None)
     log("factorized", int(cal.numel()), "calibration tokens")
+    early = []
+    if args.speed_part == "lorc":  # a fixed-budget row first: it needs no fitted default
+        from models.lorc import compress as lorc_compress
+        from models.lorc import greedy, new_cache
+
+        lay = kv_layout(model, QuantSpec(8))
+        fixed = lorc_compress(model, factors, greedy(lay, factors, 0.4 * lay.full_bytes),
+                              QuantSpec(8))  # fmt: skip
+        name = "lorc-greedy-int8@0.4"
+        pre = [(name, "lorc-greedy", "int8", fixed, lambda: new_cache(fixed))]
+        longest = [(1, max(args.contexts))]
+        early = _speed_section(args, pre, None, windows, device, log, t_start, load_start,
+                               plan=[(name, longest)])["speed"]  # fmt: skip
 
     layout8 = kv_layout(model, QuantSpec(8))
     # the full model's calibration perplexity (the ceiling's base): needed to fit, and reported by
@@ -501,7 +516,7 @@ def run(args) -> dict:
         bpt = kv_layout(model, default_spec).bytes_per_token(fitted)
         return _speed_section(
             args, configs, default_spec, windows, device, log, t_start, load_start,
-            {"bytes_per_token": bpt},
+            {"bytes_per_token": bpt}, rows=early,
         )  # fmt: skip
     if not args.skip_speed:
         vocab_ids = windows["hh-rlhf"].reshape(-1).unique()
@@ -649,14 +664,19 @@ def targets(res: dict) -> list[list[str]]:
     sp = {(r["name"], r["batch"], r["context"]): r for r in res.get("speed", [])}
     longest = max((r["context"] for r in res.get("speed", [])), default=0)
     f = sp.get(("full", 1, longest))
+    lorc_rows = [
+        r for (n, b, c), r in sp.items() if n.startswith("lorc") and (b, c) == (1, longest)
+    ]
     d = sp.get((_default_name(res), 1, longest))
-    if f and d:
+    for r in ([d] if d else []) + [r for r in lorc_rows if r is not d]:
+        if not f:
+            break
         rows.append(
             [
-                f"a real drop in peak memory at {longest} tokens of context",
-                f"peak {f['peak_mib']:.0f} → {d['peak_mib']:.0f} MiB above the model; cache "
-                f"{f['cache_mib']:.1f} → {d['cache_mib']:.1f} MiB",
-                "yes" if d["peak_mib"] < f["peak_mib"] else "no",
+                f"a real drop in peak memory at {longest} tokens of context ({r['name']})",
+                f"peak {f['peak_mib']:.0f} → {r['peak_mib']:.0f} MiB above the model; cache "
+                f"{f['cache_mib']:.1f} → {r['cache_mib']:.1f} MiB",
+                "yes" if r["peak_mib"] < f["peak_mib"] else "no",
             ]
         )
     return rows
