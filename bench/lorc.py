@@ -108,6 +108,41 @@ class PeakMemory:
 
 
 # --------------------------------------------------------------------------- configs
+STORAGE = None  # --cache-dtype: the float dtype caches keep (None: the model's)
+
+
+def _layout(model, spec):
+    from models.lorc import kv_layout
+
+    return kv_layout(model, spec, STORAGE)
+
+
+def _compress(model, factors, sched, spec):
+    """A LoRC copy whose float latents are kept in ``STORAGE``."""
+    from models.lorc import compress
+
+    return compress(model, factors, sched, spec, storage=STORAGE)
+
+
+def _full_cache(model):
+    """The uncompressed cache: the model's own ``DynamicCache``, or its K/V kept in ``STORAGE``
+    (a bf16 cache for a model that computes in float32 on a CPU without bf16 arithmetic)."""
+    from transformers import DynamicCache
+
+    from models.lorc import QuantKVCache, QuantSpec
+
+    if STORAGE is None or model.dtype == STORAGE:
+        return DynamicCache(config=model.config)
+    return QuantKVCache(len(model.model.layers), QuantSpec(None), storage=STORAGE)
+
+
+def _full_label(model) -> str:
+    import torch
+
+    dtype = STORAGE or model.dtype
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+
+
 def _budgets(text: str) -> list[tuple[int | None, list[float]]]:
     """``float:0.75,0.5;int8:0.45,0.4`` -> [(None, [0.75, 0.5]), (8, [0.45, 0.4])]."""
     out = []
@@ -125,16 +160,14 @@ def _label(spec) -> str:
 
 def _configs(lm, factors, plain, fitted, default_spec, budgets):
     """(name, family, quant, model, cache factory, layout info) for every compared setting."""
-    from transformers import DynamicCache, QuantizedCache
+    from transformers import QuantizedCache
 
     from models.lorc import (
         QuantKVCache,
         QuantSpec,
         Schedule,
-        compress,
         full_schedule,
         greedy,
-        kv_layout,
         new_cache,
         progressive,
         quant_kv_cache,
@@ -143,8 +176,8 @@ def _configs(lm, factors, plain, fitted, default_spec, budgets):
 
     model = lm.model
     out = [
-        ("full", "full", "bf16" if model.dtype.itemsize == 2 else "fp32", model,
-         lambda: DynamicCache(config=model.config)),
+        ("full", "full", _full_label(model), model,
+         lambda: _full_cache(model)),
         ("kv-int8", "kv-quant", "int8", model, lambda: quant_kv_cache(model, QuantSpec(8))),
         ("kv-int4", "kv-quant", "int4", model, lambda: quant_kv_cache(model, QuantSpec(4))),
         ("hf-fp8", "hf-quantized", "fp8", model,
@@ -159,31 +192,31 @@ def _configs(lm, factors, plain, fitted, default_spec, budgets):
     }
     for bits, ratios in budgets:
         spec = QuantSpec(bits)
-        layout = kv_layout(model, spec)
+        layout = _layout(model, spec)
         for ratio in ratios:
             for method, make in makers.items():
                 sched = make(layout, ratio * layout.full_bytes)
-                small = compress(model, factors, sched, spec)
+                small = _compress(model, factors, sched, spec)
                 out.append(
                     (f"lorc-{method}-{spec.label}@{ratio:g}", f"lorc-{method}", spec.label, small,
                      (lambda m: lambda: new_cache(m))(small))
                 )  # fmt: skip
     spec = QuantSpec(None)
-    layout = kv_layout(model, spec)
+    layout = _layout(model, spec)
     sched = greedy(layout, plain, 0.75 * layout.full_bytes)
-    plain_model = compress(model, plain, sched, spec)
+    plain_model = _compress(model, plain, sched, spec)
     out.append(("plainsvd-greedy-float@0.75", "plain-svd", "float", plain_model,
                 lambda: new_cache(plain_model)))  # fmt: skip
     label = _label(default_spec)
     # ablations of the default: its ranks with float latents (low rank alone), every channel with
     # its codes (quantization of the whitened latents alone)
-    low = compress(model, factors, Schedule(fitted.ranks_k, fitted.ranks_v, "greedy"), spec)
+    low = _compress(model, factors, Schedule(fitted.ranks_k, fitted.ranks_v, "greedy"), spec)
     out.append(("lorc-default-ranks-float (low rank alone)", "lorc-ablation", "float", low,
                 lambda: new_cache(low)))  # fmt: skip
-    whole = compress(model, factors, full_schedule(kv_layout(model, default_spec)), default_spec)
+    whole = _compress(model, factors, full_schedule(_layout(model, default_spec)), default_spec)
     out.append((f"lorc-full-rank-{label} (latent codes alone)", "lorc-ablation", label, whole,
                 lambda: new_cache(whole)))  # fmt: skip
-    default_model = compress(model, factors, fitted, default_spec)
+    default_model = _compress(model, factors, fitted, default_spec)
     out.append((DEFAULT_NAME.format(label=label), "lorc-default", label, default_model,
                 lambda: new_cache(default_model)))  # fmt: skip
     return out
@@ -322,13 +355,13 @@ def _speed_section(args, configs, default_spec, windows, device, log, t_start, l
 
 
 def _baseline_configs(model):
-    from transformers import DynamicCache, QuantizedCache
+    from transformers import QuantizedCache
 
     from models.lorc import QuantKVCache, QuantSpec, quant_kv_cache
 
     return [
-        ("full", "full", "bf16" if model.dtype.itemsize == 2 else "fp32", model,
-         lambda: DynamicCache(config=model.config)),
+        ("full", "full", _full_label(model), model,
+         lambda: _full_cache(model)),
         ("kv-int8", "kv-quant", "int8", model, lambda: quant_kv_cache(model, QuantSpec(8))),
         ("kv-int4", "kv-quant", "int4", model, lambda: quant_kv_cache(model, QuantSpec(4))),
         ("hf-fp8", "hf-quantized", "fp8", model,
@@ -352,24 +385,22 @@ def _fit_default(model, factors, cal_dev, full_dev, args, log):
         fit_to_perplexity,
         full_schedule,
         greedy,
-        kv_layout,
         new_cache,
         perplexity,
     )
-    from models.lorc import compress as lorc_compress
 
     candidates = []  # one fit per latent storage, all on held-out calibration text
     # smallest storage first: a later fit starts at the bytes to beat (only a smaller fit can
     # win), which saves calibration passes and changes nothing in the choice. 8-bit codes in
     # groups of 64 (one scale per head width, as the per-head int8 K/V baseline) or 32.
     for spec in (QuantSpec(4, group=16), QuantSpec(8, group=64), QuantSpec(8)):
-        layout = kv_layout(model, spec)
+        layout = _layout(model, spec)
         hi = layout.bytes_per_token(full_schedule(layout))  # every channel kept
         if candidates:
             hi = min(hi, min(c[0] for c in candidates))
 
         def dev_ppl(s, spec=spec):
-            small = lorc_compress(model, factors, s, spec)
+            small = _compress(model, factors, s, spec)
             return perplexity(small, cal_dev, 1, lambda: new_cache(small), prefill=PREFILL)
 
         try:
@@ -415,12 +446,13 @@ def run(args) -> dict:
         QuantSpec,
         calibrate,
         factorize,
-        kv_layout,
         perplexity,
         token_windows,
     )
     from models.prboost.templates import DEFAULT_TEMPLATES
 
+    global STORAGE
+    STORAGE = getattr(torch, args.cache_dtype) if args.cache_dtype else None
     torch.set_num_threads(args.threads)
     t_start, load_start = time.perf_counter(), os.getloadavg()[0]
     lm = load_causal_lm(device=args.device, dtype=args.dtype)
@@ -447,11 +479,10 @@ def run(args) -> dict:
     log("factorized", int(cal.numel()), "calibration tokens")
     early = []
     if args.speed_part == "lorc":  # a fixed-budget row first: it needs no fitted default
-        from models.lorc import compress as lorc_compress
         from models.lorc import greedy, new_cache
 
-        lay = kv_layout(model, QuantSpec(8))
-        fixed = lorc_compress(model, factors, greedy(lay, factors, 0.4 * lay.full_bytes),
+        lay = _layout(model, QuantSpec(8))
+        fixed = _compress(model, factors, greedy(lay, factors, 0.4 * lay.full_bytes),
                               QuantSpec(8))  # fmt: skip
         name = "lorc-greedy-int8@0.4"
         pre = [(name, "lorc-greedy", "int8", fixed, lambda: new_cache(fixed))]
@@ -459,7 +490,7 @@ def run(args) -> dict:
         early = _speed_section(args, pre, None, windows, device, log, t_start, load_start,
                                plan=[(name, longest)])["speed"]  # fmt: skip
 
-    layout8 = kv_layout(model, QuantSpec(8))
+    layout8 = _layout(model, QuantSpec(8))
     # the full model's calibration perplexity (the ceiling's base): needed to fit, and reported by
     # the run (or part, --families with "full") that renders the header
     with_full = not args.default_json or (args.families and "full" in args.families)
@@ -513,7 +544,7 @@ def run(args) -> dict:
 
     speed_rows = []
     if args.speed_part == "lorc":
-        bpt = kv_layout(model, default_spec).bytes_per_token(fitted)
+        bpt = _layout(model, default_spec).bytes_per_token(fitted)
         return _speed_section(
             args, configs, default_spec, windows, device, log, t_start, load_start,
             {"bytes_per_token": bpt}, rows=early,
@@ -558,6 +589,7 @@ def run(args) -> dict:
                 "budgets",
                 "speed_contexts",
                 "decode_steps",
+                "cache_dtype",
             )
         },  # fmt: skip
         "load": [load_start, os.getloadavg()[0]],
@@ -574,7 +606,7 @@ def run(args) -> dict:
         "default": {
             "ceiling": CEILING,
             "storage": _label(default_spec),
-            "bytes_per_token": kv_layout(model, default_spec).bytes_per_token(fitted),
+            "bytes_per_token": _layout(model, default_spec).bytes_per_token(fitted),
             "calibration_dev_ppl": fitted_ppl,
             "tried": tried,
             "ranks_k": fitted.ranks_k,
@@ -943,6 +975,12 @@ def main(argv: list[str]) -> int:
         default=None,
         help="take the default from this file (written by a run that fitted it, "
         "bench/results/lorc-default.json; waited for) instead of fitting it again",
+    )
+    p.add_argument(
+        "--cache-dtype",
+        default=None,
+        help="float dtype every cache keeps (full K/V, float latents), e.g. bfloat16 with "
+        "--dtype float32 on a CPU without bf16 arithmetic: 16-bit caches, float32 compute",
     )
     p.add_argument("--batch16-context", type=int, default=512, help="0: no batch-16 speed rows")
     p.add_argument(

@@ -282,11 +282,15 @@ class LatentCache(Cache):
 
 
 class QuantKVCache(Cache):
-    """Plain per-token quantization of the full K/V (8 or 4 bits, one scale per head and token)."""
+    """Plain per-token quantization of the full K/V (8 or 4 bits, one scale per head and token),
+    or (bits None) the full K/V kept in a ``storage`` float dtype (e.g. a bf16 cache for a model
+    that computes in float32)."""
 
-    def __init__(self, num_layers: int, spec: QuantSpec) -> None:
+    def __init__(
+        self, num_layers: int, spec: QuantSpec, storage: torch.dtype | None = None
+    ) -> None:
         self.spec = spec
-        super().__init__(layers=[QuantKVLayer(spec) for _ in range(num_layers)])
+        super().__init__(layers=[QuantKVLayer(spec, storage) for _ in range(num_layers)])
 
     @property
     def nbytes(self) -> int:
