@@ -337,6 +337,8 @@ def _speed_section(args, configs, default_spec, windows, device, log, t_start, l
         "speed": list(rows or []),
         "default": default,
         "part": args.speed_part,
+        "decode_steps": args.decode_steps,
+        "speed_contexts": args.speed_contexts,
     }
     for name, shapes in plan:
         if name not in by_name:
@@ -733,7 +735,9 @@ def render(res: dict) -> str:
     lines = [
         "# LoRC: low-rank KV-cache compression of SmolLM2-135M-Instruct",
         "",
-        f"Rendered by `python -m bench lorc` from bench/results/lorc.json — {res['date']}, "
+        "Rendered by `python -m bench lorc` from "
+        + ("bench/results/lorc-part-*.json" if res.get("parts") else "bench/results/lorc.json")
+        + f" — {res['date']}, "
         f"{res['machine']}, device {res['device']}, {res['dtype']}, {res['threads']} thread(s), "
         f"{res['seconds'] / 60:.1f} min"
         + (
@@ -819,8 +823,17 @@ def render(res: dict) -> str:
         lines += [
             "## Memory and speed",
             "",
-            f"Chunked prefill (512 tokens per call) to the context, then {res['decode_steps']} "
-            "greedy decode steps. `cache MiB`: the cache's tensors at the end; `peak MiB`: peak "
+            "Chunked prefill (512 tokens per call) to the context, then "
+            + (
+                f"{res['decode_steps']} greedy decode steps"
+                if not res.get("speed_parts")
+                else "a few greedy decode steps (`--decode-steps` of the speed processes: "
+                + ", ".join(
+                    str(p.get("decode_steps") or "not recorded") for p in res["speed_parts"]
+                )
+                + ")"
+            )
+            + ". `cache MiB`: the cache's tensors at the end; `peak MiB`: peak "
             "memory above the loaded model during prefill + decode (CPU: VmHWM reset per run; "
             "CUDA: max allocated). Scaled down for a shared CPU: batch 16 only at 512 tokens, "
             "the longest context for the full cache and the default only, fp8 and float LoRC "
@@ -1036,7 +1049,8 @@ def main(argv: list[str]) -> int:
         res["speed"] = [r for r in res.get("speed", []) if r["name"] not in names]
         res["speed"] += [r for p in parts for r in p["speed"]]
         res["speed_parts"] = [
-            {k: p.get(k) for k in ("part", "date", "seconds", "load", "default")} for p in parts
+            {k: p.get(k) for k in ("part", "date", "seconds", "load", "default", "decode_steps")}
+            for p in parts
         ]
     md = render(res)
     MD_PATH.write_text(md + "\n")
