@@ -749,7 +749,11 @@ def render(res: dict) -> str:
         + "."
         + (
             " Options: "
-            + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in res["options"].items())
+            + ", ".join(
+                f"--{k.replace('_', '-')} {v}"
+                for k, v in res["options"].items()
+                if not (res.get("speed_parts") and k in ("speed_contexts", "decode_steps"))
+            )
             + "."
             if "options" in res
             else ""
