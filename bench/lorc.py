@@ -1,27 +1,34 @@
 """LoRC on SmolLM2-135M-Instruct: perplexity vs KV bytes, answer agreement, memory and speed.
 
-    python -m bench lorc [--data DIR] [--device cpu|cuda] [--eval-tokens 1024]
+    python -m bench lorc [--data DIR] [--device cpu|cuda] [--dtype bfloat16] [--eval-tokens 1024]
                          [--speed-contexts 512,2048,8192] [--decode-steps 8] [--skip-speed]
-                         [--render-only]
+                         [--speed-only] [--render-only]
+                         [--budgets float:0.75,0.5;int8:0.45,0.4;int4:0.3,0.25]
 
 One run, one model, one machine:
 1. calibration: the input second moment of every attention layer from ~2.3k tokens of the
    *calibration halves* (HH-RLHF dialogues: first half of the file; TREC: train; SMS: even rows);
    whitened factors (and plain SVD for the ablation).
-2. default: greedy ranks with 8-bit latents, the smallest budget whose perplexity on held-out
-   *calibration* windows stays within +4% of the full model's (``fit_to_perplexity``). Nothing is
-   chosen on evaluation text.
+2. default: greedy ranks, for each candidate latent storage (4-bit codes in groups of 16, 8-bit
+   codes in groups of 64 or 32) the smallest budget whose perplexity on held-out *calibration*
+   windows stays within +4% of the full model's (``fit_to_perplexity``); the candidate with the
+   fewest bytes per token is the default. Nothing is chosen on evaluation text. Its ablations run
+   beside it: the same ranks with bf16 latents (low rank alone), every channel with the same
+   codes (quantization of the latents alone), and plain 4-bit K/V in groups of 16 (quantization
+   alone).
 3. quality: perplexity on the *evaluation halves* (HH-RLHF second half, TREC test, SMS odd rows),
    --eval-tokens per source in 512-token windows, every window fed as 64 tokens then the rest, so
    the second call reads the first from the cache: full cache; plain per-token 8-/4-bit K/V; the
-   transformers ``QuantizedCache`` (fp8 backend, no extra package); LoRC uniform / progressive /
+   transformers ``QuantizedCache`` (fp8 backend, no extra package); plain 4-bit K/V in groups of
+   16; LoRC uniform / progressive /
    greedy ranks at several budgets, float / int8 / int4 latents; plain SVD (ablation).
    KV bytes per token are measured from the cache tensors after the window (``cache_nbytes``).
 4. answers: top-10 answer words of the PRBoost proposer (default text-classification templates,
    wrench-trec dev texts) of each LoRC model vs the full model: top-1 agreement, top-10 overlap.
 5. speed and memory: chunked prefill (512) to each context, then --decode-steps greedy steps;
    decode tokens/s, peak memory above the loaded model (CPU: VmHWM; CUDA: max allocated) and the
-   cache's bytes. CPU scale-down (said in the results): batch 16 only at 512 tokens, few steps.
+   cache's bytes. CPU scale-down (said in the results): batch 16 only at 512 tokens, the longest
+   context for the full cache and the default only, few steps.
 
 JSON goes to bench/results/lorc.json; bench/RESULTS-lorc.md and bench/RESULTS-lorc.png are rendered
 from it (``--render-only`` re-renders).
@@ -47,6 +54,8 @@ PNG_PATH = ROOT / "RESULTS-lorc.png"
 WINDOW = 512
 PREFILL = 64
 CEILING = 1.04  # default schedule: calibration perplexity within +4% of the full model
+DEFAULT_NAME = "lorc-default (greedy-{label}, fitted)"
+DEFAULT_JSON_PATH = ROOT / "results" / "lorc-default.json"
 
 
 # --------------------------------------------------------------------------- memory probes
@@ -99,15 +108,66 @@ class PeakMemory:
 
 
 # --------------------------------------------------------------------------- configs
-def _configs(lm, factors, plain, fitted, budgets):
+STORAGE = None  # --cache-dtype: the float dtype caches keep (None: the model's)
+
+
+def _layout(model, spec):
+    from models.lorc import kv_layout
+
+    return kv_layout(model, spec, STORAGE)
+
+
+def _compress(model, factors, sched, spec):
+    """A LoRC copy whose float latents are kept in ``STORAGE``."""
+    from models.lorc import compress
+
+    return compress(model, factors, sched, spec, storage=STORAGE)
+
+
+def _full_cache(model):
+    """The uncompressed cache: the model's own ``DynamicCache``, or its K/V kept in ``STORAGE``
+    (a bf16 cache for a model that computes in float32 on a CPU without bf16 arithmetic)."""
+    from transformers import DynamicCache
+
+    from models.lorc import QuantKVCache, QuantSpec
+
+    if STORAGE is None or model.dtype == STORAGE:
+        return DynamicCache(config=model.config)
+    return QuantKVCache(len(model.model.layers), QuantSpec(None), storage=STORAGE)
+
+
+def _full_label(model) -> str:
+    import torch
+
+    dtype = STORAGE or model.dtype
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+
+
+def _budgets(text: str) -> list[tuple[int | None, list[float]]]:
+    """``float:0.75,0.5;int8:0.45,0.4`` -> [(None, [0.75, 0.5]), (8, [0.45, 0.4])]."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        storage, ratios = part.split(":")
+        bits = None if storage == "float" else int(storage.removeprefix("int"))
+        out.append((bits, [float(r) for r in ratios.split(",")]))
+    return out
+
+
+def _label(spec) -> str:
+    """Storage label: float, int8, int4, or int4g16 when the groups are not the default 32."""
+    return spec.label + (f"g{spec.group}" if spec.bits and spec.group != 32 else "")
+
+
+def _configs(lm, factors, plain, fitted, default_spec, budgets):
     """(name, family, quant, model, cache factory, layout info) for every compared setting."""
-    from transformers import DynamicCache, QuantizedCache
+    from transformers import QuantizedCache
 
     from models.lorc import (
+        QuantKVCache,
         QuantSpec,
-        compress,
+        Schedule,
+        full_schedule,
         greedy,
-        kv_layout,
         new_cache,
         progressive,
         quant_kv_cache,
@@ -116,12 +176,14 @@ def _configs(lm, factors, plain, fitted, budgets):
 
     model = lm.model
     out = [
-        ("full", "full", "bf16" if model.dtype.itemsize == 2 else "fp32", model,
-         lambda: DynamicCache(config=model.config)),
+        ("full", "full", _full_label(model), model,
+         lambda: _full_cache(model)),
         ("kv-int8", "kv-quant", "int8", model, lambda: quant_kv_cache(model, QuantSpec(8))),
         ("kv-int4", "kv-quant", "int4", model, lambda: quant_kv_cache(model, QuantSpec(4))),
         ("hf-fp8", "hf-quantized", "fp8", model,
          lambda: QuantizedCache(backend="fp8", config=model.config)),
+        ("kv-int4g16", "kv-quant", "int4g16", model,
+         lambda: QuantKVCache(len(model.model.layers), QuantSpec(4, group=16))),
     ]  # fmt: skip
     makers = {
         "uniform": lambda L, b: uniform(L, b),
@@ -130,28 +192,32 @@ def _configs(lm, factors, plain, fitted, budgets):
     }
     for bits, ratios in budgets:
         spec = QuantSpec(bits)
-        layout = kv_layout(model, spec)
+        layout = _layout(model, spec)
         for ratio in ratios:
             for method, make in makers.items():
                 sched = make(layout, ratio * layout.full_bytes)
-                small = compress(model, factors, sched, spec)
+                small = _compress(model, factors, sched, spec)
                 out.append(
                     (f"lorc-{method}-{spec.label}@{ratio:g}", f"lorc-{method}", spec.label, small,
                      (lambda m: lambda: new_cache(m))(small))
                 )  # fmt: skip
     spec = QuantSpec(None)
-    layout = kv_layout(model, spec)
+    layout = _layout(model, spec)
     sched = greedy(layout, plain, 0.75 * layout.full_bytes)
-    plain_model = compress(model, plain, sched, spec)
+    plain_model = _compress(model, plain, sched, spec)
     out.append(("plainsvd-greedy-float@0.75", "plain-svd", "float", plain_model,
                 lambda: new_cache(plain_model)))  # fmt: skip
-    spec16 = QuantSpec(4, group=16)  # 4-bit codes, finer scales, every channel kept
-    layout16 = kv_layout(model, spec16)
-    g16 = compress(model, factors, greedy(layout16, factors, layout16.full_bytes), spec16)
-    out.append(("lorc-full-rank-int4g16", "lorc-full-rank", "int4g16", g16,
-                lambda: new_cache(g16)))  # fmt: skip
-    default_model = compress(model, factors, fitted, QuantSpec(8))
-    out.append(("lorc-default (greedy-int8, fitted)", "lorc-default", "int8", default_model,
+    label = _label(default_spec)
+    # ablations of the default: its ranks with float latents (low rank alone), every channel with
+    # its codes (quantization of the whitened latents alone)
+    low = _compress(model, factors, Schedule(fitted.ranks_k, fitted.ranks_v, "greedy"), spec)
+    out.append(("lorc-default-ranks-float (low rank alone)", "lorc-ablation", "float", low,
+                lambda: new_cache(low)))  # fmt: skip
+    whole = _compress(model, factors, full_schedule(_layout(model, default_spec)), default_spec)
+    out.append((f"lorc-full-rank-{label} (latent codes alone)", "lorc-ablation", label, whole,
+                lambda: new_cache(whole)))  # fmt: skip
+    default_model = _compress(model, factors, fitted, default_spec)
+    out.append((DEFAULT_NAME.format(label=label), "lorc-default", label, default_model,
                 lambda: new_cache(default_model)))  # fmt: skip
     return out
 
@@ -237,6 +303,141 @@ def speed(model, factory, vocab_ids, batch: int, context: int, steps: int, devic
 
 
 # --------------------------------------------------------------------------- run
+def _speed_section(args, configs, default_spec, windows, device, log, t_start, load_start,
+                   default=None, plan=None, rows=None) -> dict:  # fmt: skip
+    """--speed-part baselines|lorc: the speed rows of the baselines (no calibration needed) or of
+    the LoRC default and float setting, each row written to results/lorc-speed-part-<part>.json as
+    soon as it is measured (so parts can run in parallel and a slow machine keeps what it did)."""
+    vocab_ids = windows["hh-rlhf"].reshape(-1).unique()
+    by_name = {c[0]: c for c in configs}
+    longest = max(args.contexts)
+    shorter = [(1, c) for c in args.contexts if c < longest]
+    b16 = [(16, args.batch16_context)] if args.batch16_context else []
+    if plan is not None:
+        pass
+    elif default_spec is None:
+        plan = [
+            ("full", [(1, c) for c in args.contexts] + b16),
+            ("kv-int8", shorter + b16),
+            ("hf-fp8", [s for s in shorter if s[1] <= 2048]),
+        ]
+    else:
+        plan = [
+            (
+                DEFAULT_NAME.format(label=_label(default_spec)),
+                [(1, c) for c in args.contexts] + b16,
+            ),
+            ("lorc-greedy-float@0.75", [s for s in shorter if s[1] <= 2048]),
+        ]
+    out = JSON_PATH.with_name(f"lorc-speed-part-{args.speed_part}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res = {
+        "date": "",
+        "machine": machine(),
+        "speed": list(rows or []),
+        "default": default,
+        "part": args.speed_part,
+        "decode_steps": args.decode_steps,
+        "speed_contexts": args.speed_contexts,
+    }
+    for name, shapes in plan:
+        if name not in by_name:
+            continue
+        _, _, _, m, factory = by_name[name]
+        for batch, context in shapes:
+            r = speed(m, factory, vocab_ids, batch, context, args.decode_steps, device)
+            r["name"] = name
+            res["speed"].append(r)
+            log("speed", r)
+            res["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            res["seconds"] = time.perf_counter() - t_start
+            res["load"] = [load_start, os.getloadavg()[0]]
+            out.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def _baseline_configs(model):
+    from transformers import QuantizedCache
+
+    from models.lorc import QuantKVCache, QuantSpec, quant_kv_cache
+
+    return [
+        ("full", "full", _full_label(model), model,
+         lambda: _full_cache(model)),
+        ("kv-int8", "kv-quant", "int8", model, lambda: quant_kv_cache(model, QuantSpec(8))),
+        ("kv-int4", "kv-quant", "int4", model, lambda: quant_kv_cache(model, QuantSpec(4))),
+        ("hf-fp8", "hf-quantized", "fp8", model,
+         lambda: QuantizedCache(backend="fp8", config=model.config)),
+        ("kv-int4g16", "kv-quant", "int4g16", model,
+         lambda: QuantKVCache(len(model.model.layers), QuantSpec(4, group=16))),
+    ]  # fmt: skip
+
+
+def _wants_answers(family: str, args) -> bool:
+    lorc = family.startswith("lorc") or family == "plain-svd"
+    return lorc and (family == "lorc-default" or "greedy" in family or args.all_answers)
+
+
+def _fit_default(model, factors, cal_dev, full_dev, args, log):
+    """For each candidate latent storage, the smallest greedy budget whose perplexity on held-out
+    calibration text stays within ``CEILING`` × the full model's; the fewest bytes win."""
+    from models.lorc import (
+        BudgetError,
+        QuantSpec,
+        fit_to_perplexity,
+        full_schedule,
+        greedy,
+        new_cache,
+        perplexity,
+    )
+
+    candidates = []  # one fit per latent storage, all on held-out calibration text
+    # smallest storage first: a later fit starts at the bytes to beat (only a smaller fit can
+    # win), which saves calibration passes and changes nothing in the choice. 8-bit codes in
+    # groups of 64 (one scale per head width, as the per-head int8 K/V baseline) or 32.
+    for spec in (QuantSpec(4, group=16), QuantSpec(8, group=64), QuantSpec(8)):
+        layout = _layout(model, spec)
+        hi = layout.bytes_per_token(full_schedule(layout))  # every channel kept
+        if candidates:
+            hi = min(hi, min(c[0] for c in candidates))
+
+        def dev_ppl(s, spec=spec):
+            small = _compress(model, factors, s, spec)
+            return perplexity(small, cal_dev, 1, lambda: new_cache(small), prefill=PREFILL)
+
+        try:
+            sched, ppl, tried = fit_to_perplexity(
+                lambda b, layout=layout: greedy(layout, factors, b),
+                dev_ppl,
+                CEILING * full_dev,
+                0.15 * layout.full_bytes,
+                hi,
+                steps=args.fit_steps,
+            )
+        except BudgetError as exc:
+            log("no fit for", _label(spec), exc)
+            continue
+        bpt = layout.bytes_per_token(sched)
+        candidates.append((bpt, spec, sched, ppl, tried))
+        log("fitted", _label(spec), bpt, "B/token, calibration ppl", round(ppl, 3))
+    if not candidates:
+        raise SystemExit("no latent storage keeps calibration perplexity within the ceiling")
+    _, default_spec, fitted, fitted_ppl, tried = min(candidates, key=lambda c: c[0])
+    return default_spec, fitted, fitted_ppl, tried, candidates
+
+
+def _read_default(path: Path, log):
+    """The default written by a run that fitted it (``DEFAULT_JSON_PATH``), waited for."""
+    from models.lorc import QuantSpec, Schedule
+
+    while not path.exists():
+        time.sleep(10)
+    d = json.loads(path.read_text())
+    cands = [(c[0], QuantSpec(*c[1]), None, c[2], c[3]) for c in d["candidates"]]
+    log("default read from", path)
+    return QuantSpec(*d["storage"]), Schedule.from_dict(d["schedule"]), d["ppl"], d["tried"], cands
+
+
 def run(args) -> dict:
     import torch
 
@@ -247,23 +448,24 @@ def run(args) -> dict:
         QuantSpec,
         calibrate,
         factorize,
-        fit_to_perplexity,
-        greedy,
-        kv_layout,
-        new_cache,
         perplexity,
         token_windows,
     )
-    from models.lorc import compress as lorc_compress
     from models.prboost.templates import DEFAULT_TEMPLATES
 
+    global STORAGE
+    STORAGE = getattr(torch, args.cache_dtype) if args.cache_dtype else None
     torch.set_num_threads(args.threads)
-    t_start = time.perf_counter()
-    lm = load_causal_lm(device=args.device)
+    t_start, load_start = time.perf_counter(), os.getloadavg()[0]
+    lm = load_causal_lm(device=args.device, dtype=args.dtype)
     model, tok, device = lm.model, lm.tokenizer, lm.device
     texts = load_texts(args.data)
     log = lambda *a: print(f"[{time.perf_counter() - t_start:6.0f}s]", *a, flush=True)  # noqa: E731
     log("loaded", lm.model_id)
+    if args.speed_part == "baselines":  # full / kv-int8 / fp8 rows need no calibration
+        windows = {"hh-rlhf": token_windows(tok, texts["hh-rlhf"]["eval"], WINDOW, 1024)}
+        configs = _baseline_configs(model)
+        return _speed_section(args, configs, None, windows, device, log, t_start, load_start)
 
     cal, cal_dev = [], []
     for src in texts:
@@ -277,41 +479,64 @@ def run(args) -> dict:
     covs = calibrate(model, batches)
     factors, plain = factorize(model, covs), factorize(model, None)
     log("factorized", int(cal.numel()), "calibration tokens")
+    early = []
+    if args.speed_part == "lorc":  # a fixed-budget row first: it needs no fitted default
+        from models.lorc import greedy, new_cache
 
-    spec8 = QuantSpec(8)
-    layout8 = kv_layout(model, spec8)
-    full_dev = perplexity(model, cal_dev)
+        lay = _layout(model, QuantSpec(8))
+        fixed = _compress(model, factors, greedy(lay, factors, 0.4 * lay.full_bytes),
+                              QuantSpec(8))  # fmt: skip
+        name = "lorc-greedy-int8@0.4"
+        pre = [(name, "lorc-greedy", "int8", fixed, lambda: new_cache(fixed))]
+        longest = [(1, max(args.contexts))]
+        early = _speed_section(args, pre, None, windows, device, log, t_start, load_start,
+                               plan=[(name, longest)])["speed"]  # fmt: skip
 
-    def dev_ppl(s):
-        small = lorc_compress(model, factors, s, spec8)
-        return perplexity(small, cal_dev, 1, lambda: new_cache(small), prefill=PREFILL)
+    layout8 = _layout(model, QuantSpec(8))
+    # the full model's calibration perplexity (the ceiling's base): needed to fit, and reported by
+    # the run (or part, --families with "full") that renders the header
+    with_full = not args.default_json or (args.families and "full" in args.families)
+    full_dev = perplexity(model, cal_dev) if with_full else None
+    if args.default_json:  # the default another run fitted (same code, data and calibration)
+        default_spec, fitted, fitted_ppl, tried, candidates = _read_default(args.default_json, log)
+    else:
+        default_spec, fitted, fitted_ppl, tried, candidates = _fit_default(
+            model, factors, cal_dev, full_dev, args, log
+        )
+        DEFAULT_JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
+        DEFAULT_JSON_PATH.write_text(
+            json.dumps(
+                {
+                    "storage": [default_spec.bits, default_spec.group],
+                    "schedule": fitted.to_dict(),
+                    "ppl": fitted_ppl,
+                    "tried": tried,
+                    "candidates": [[c[0], [c[1].bits, c[1].group], c[3], c[4]] for c in candidates],
+                }
+            )
+        )
+    log("default", _label(default_spec), fitted.ranks_k, fitted.ranks_v)
 
-    fitted, fitted_ppl, tried = fit_to_perplexity(
-        lambda b: greedy(layout8, factors, b),
-        dev_ppl,
-        CEILING * full_dev,
-        0.15 * layout8.full_bytes,
-        0.6 * layout8.full_bytes,
-        steps=args.fit_steps,
-    )
-    log("default fitted", layout8.bytes_per_token(fitted), "B/token", tried)
-
-    budgets = [(None, [0.75, 0.5]), (8, [0.45, 0.4]), (4, [0.3, 0.25])]
+    budgets = _budgets(args.budgets)
     if args.quick:  # a smoke run of every code path, numbers meaningless
         budgets = [(8, [0.4])]
     if args.speed_only:  # the settings the speed section runs
         budgets = [(None, [0.75])]
-    configs = _configs(lm, factors, plain, fitted, budgets)
+    configs = _configs(lm, factors, plain, fitted, default_spec, budgets)
     trec, _ = load_wrench(args.data / "wrench-trec", "valid")
     qtexts = list(trec.texts[: args.answer_texts])
     templates = DEFAULT_TEMPLATES["text_classification"]
-    ref_answers = None if args.speed_only else answers(lm, model, qtexts, templates)
+    if args.families:  # this process measures only these settings (a part of a parallel run)
+        configs_q = [c for c in configs if c[1] in args.families]
+    else:
+        configs_q = [] if args.speed_only else configs
+    need_answers = any(_wants_answers(c[1], args) for c in configs_q)
+    ref_answers = answers(lm, model, qtexts, templates) if need_answers else None
     rows = []
-    for name, family, quant, m, factory in [] if args.speed_only else configs:
+    for name, family, quant, m, factory in configs_q:
         row = {"name": name, "family": family, "quant": quant}
         row.update(quality(name, m, factory, windows))
-        lorc = family.startswith("lorc") or family == "plain-svd"
-        if lorc and (family == "lorc-default" or "greedy" in family or args.all_answers):
+        if _wants_answers(family, args):
             row["answers"] = answers(lm, m, qtexts, templates, ref_answers)
         if hasattr(m, "lorc"):
             s = m.lorc["schedule"]
@@ -320,15 +545,25 @@ def run(args) -> dict:
         log(name, {k: v for k, v in row.items() if k not in ("ranks_k", "ranks_v")})
 
     speed_rows = []
+    if args.speed_part == "lorc":
+        bpt = _layout(model, default_spec).bytes_per_token(fitted)
+        return _speed_section(
+            args, configs, default_spec, windows, device, log, t_start, load_start,
+            {"bytes_per_token": bpt}, rows=early,
+        )  # fmt: skip
     if not args.skip_speed:
         vocab_ids = windows["hh-rlhf"].reshape(-1).unique()
         by_name = {c[0]: c for c in configs}
+        default_name = DEFAULT_NAME.format(label=_label(default_spec))
+        longest = max(args.contexts)
+        shorter = [(1, c) for c in args.contexts if c < longest]
+        b16 = [(16, args.batch16_context)] if args.batch16_context else []
         plan = [
-            ("full", [(1, c) for c in args.contexts] + [(16, 512)]),
-            ("kv-int8", [(1, c) for c in args.contexts] + [(16, 512)]),
-            ("hf-fp8", [(1, c) for c in args.contexts if c <= 2048]),
-            ("lorc-default (greedy-int8, fitted)", [(1, c) for c in args.contexts] + [(16, 512)]),
-            ("lorc-greedy-float@0.75", [(1, c) for c in args.contexts if c <= 2048]),
+            ("full", [(1, c) for c in args.contexts] + b16),
+            (default_name, [(1, c) for c in args.contexts] + b16),
+            ("kv-int8", shorter + b16),
+            ("hf-fp8", [s for s in shorter if s[1] <= 2048]),
+            ("lorc-greedy-float@0.75", [s for s in shorter if s[1] <= 2048]),
         ]
         for name, shapes in plan:
             if name not in by_name:  # --quick runs fewer settings
@@ -346,6 +581,20 @@ def run(args) -> dict:
         "device": device,
         "dtype": str(model.dtype).removeprefix("torch."),
         "threads": args.threads,
+        "options": {
+            k: getattr(args, k)
+            for k in (
+                "calib_tokens",
+                "eval_tokens",
+                "fit_steps",
+                "answer_texts",
+                "budgets",
+                "speed_contexts",
+                "decode_steps",
+                "cache_dtype",
+            )
+        },  # fmt: skip
+        "load": [load_start, os.getloadavg()[0]],
         "model": lm.model_id,
         "layout": {
             "n_layers": layout8.n_layers,
@@ -358,11 +607,21 @@ def run(args) -> dict:
         "full_calibration_dev_ppl": full_dev,
         "default": {
             "ceiling": CEILING,
-            "bytes_per_token": layout8.bytes_per_token(fitted),
+            "storage": _label(default_spec),
+            "bytes_per_token": _layout(model, default_spec).bytes_per_token(fitted),
             "calibration_dev_ppl": fitted_ppl,
             "tried": tried,
             "ranks_k": fitted.ranks_k,
             "ranks_v": fitted.ranks_v,
+            "candidates": [
+                {
+                    "storage": _label(c[1]),
+                    "bytes_per_token": c[0],
+                    "calibration_dev_ppl": c[3],
+                    "tried": c[4],
+                }
+                for c in candidates
+            ],  # fmt: skip
         },
         "answer_texts": len(qtexts),
         "templates": [t.id for t in templates],
@@ -397,20 +656,30 @@ def _quant_frontier(q: list[dict], full: dict, saved: float) -> float | None:
     return None
 
 
+def _default_name(res: dict) -> str:
+    return DEFAULT_NAME.format(label=res["default"].get("storage", "int8"))
+
+
 def targets(res: dict) -> list[list[str]]:
     """The issue's targets, judged from the rows (nothing typed)."""
     q = res["quality"]
     full = next(r for r in q if r["family"] == "full")
     lorc = [r for r in q if r["family"].startswith("lorc")]
+    default = next(r for r in q if r["family"] == "lorc-default")
     ok = [r for r in lorc if _increase(r, full) <= 5.0]
     best = max(ok, key=lambda r: _saved(r, full), default=None)
+    d_saved, d_inc = _saved(default, full), _increase(default, full)
+    measured = f"the default (chosen on calibration text): {d_saved:.1f}% saved at {d_inc:+.1f}%"
+    if best and best is not default:  # said, not judged: picking it would use the evaluation text
+        measured += (
+            f"; most saved by any row within +5% on the evaluation text: {best['name']}, "
+            f"{_saved(best, full):.1f}% at {_increase(best, full):+.1f}%"
+        )
     rows = [
         [
             "≥ 60% KV bytes saved at ≤ 5% perplexity increase",
-            f"{best['name']}: {_saved(best, full):.1f}% saved at {_increase(best, full):+.1f}%"
-            if best
-            else "no LoRC setting within +5%",
-            "yes" if best and _saved(best, full) >= 60 else "no",
+            measured,
+            "yes" if d_saved >= 60 and d_inc <= 5.0 else "no",
         ]
     ]
     below = []
@@ -429,14 +698,19 @@ def targets(res: dict) -> list[list[str]]:
     sp = {(r["name"], r["batch"], r["context"]): r for r in res.get("speed", [])}
     longest = max((r["context"] for r in res.get("speed", [])), default=0)
     f = sp.get(("full", 1, longest))
-    d = sp.get(("lorc-default (greedy-int8, fitted)", 1, longest))
-    if f and d:
+    lorc_rows = [
+        r for (n, b, c), r in sp.items() if n.startswith("lorc") and (b, c) == (1, longest)
+    ]
+    d = sp.get((_default_name(res), 1, longest))
+    for r in ([d] if d else []) + [r for r in lorc_rows if r is not d]:
+        if not f:
+            break
         rows.append(
             [
-                f"a real drop in peak memory at {longest} tokens of context",
-                f"peak {f['peak_mib']:.0f} → {d['peak_mib']:.0f} MiB above the model; cache "
-                f"{f['cache_mib']:.1f} → {d['cache_mib']:.1f} MiB",
-                "yes" if d["peak_mib"] < f["peak_mib"] else "no",
+                f"a real drop in peak memory at {longest} tokens of context ({r['name']})",
+                f"peak {f['peak_mib']:.0f} → {r['peak_mib']:.0f} MiB above the model; cache "
+                f"{f['cache_mib']:.1f} → {r['cache_mib']:.1f} MiB",
+                "yes" if r["peak_mib"] < f["peak_mib"] else "no",
             ]
         )
     return rows
@@ -461,9 +735,43 @@ def render(res: dict) -> str:
     lines = [
         "# LoRC: low-rank KV-cache compression of SmolLM2-135M-Instruct",
         "",
-        f"Rendered by `python -m bench lorc` from bench/results/lorc.json — {res['date']}, "
+        "Rendered by `python -m bench lorc` from "
+        + ("bench/results/lorc-part-*.json" if res.get("parts") else "bench/results/lorc.json")
+        + f" — {res['date']}, "
         f"{res['machine']}, device {res['device']}, {res['dtype']}, {res['threads']} thread(s), "
-        f"{res['seconds'] / 60:.1f} min.",
+        f"{res['seconds'] / 60:.1f} min"
+        + (
+            f", 1-min load average {res['load'][0]:.1f} at the start, {res['load'][1]:.1f} at "
+            "the end (a 2-core VM shared with other suites)"
+            if "load" in res
+            else ""
+        )
+        + "."
+        + (
+            " Options: "
+            + ", ".join(
+                f"--{k.replace('_', '-')} {v}"
+                for k, v in res["options"].items()
+                if not (res.get("speed_parts") and k in ("speed_contexts", "decode_steps"))
+            )
+            + "."
+            if "options" in res
+            else ""
+        ),
+        *(
+            [
+                "Measured as parallel processes after the same calibration and default (rows "
+                "merged): "
+                + "; ".join(
+                    f"{', '.join(p.get('families', ['all']))} ({p['date']}, "
+                    f"{p['seconds'] / 60:.1f} min)"
+                    for p in res["parts"]
+                )
+                + "."
+            ]
+            if res.get("parts")
+            else []
+        ),
         "",
         f"Model: {res['model']} ({res['layout']['n_layers']} layers, KV width "
         f"{res['layout']['kv_dim']}; full cache {res['layout']['full_bytes_per_token']} B/token "
@@ -474,10 +782,20 @@ def render(res: dict) -> str:
         + " of the disjoint evaluation halves (HH-RLHF second half, TREC test, SMS odd rows), "
         f"512-token windows fed as {PREFILL} tokens + the rest read from the cache.",
         "",
-        f"Default (chosen on calibration text only): greedy ranks, int8 latents, the smallest "
-        f"budget whose perplexity on {res['calibration_dev_tokens']} held-out calibration tokens "
-        f"stays within ×{d['ceiling']} of the full model ({res['full_calibration_dev_ppl']:.3f}"
-        f" → {d['calibration_dev_ppl']:.3f}, {d['bytes_per_token']} B/token).",
+        f"Default (chosen on calibration text only): greedy ranks; for each latent storage, the "
+        f"smallest budget whose perplexity on {res['calibration_dev_tokens']} held-out "
+        "calibration tokens (the calibration halves, never the evaluation text) stays within "
+        f"×{d['ceiling']} of the full model's ({res['full_calibration_dev_ppl']:.3f}); the "
+        "storage with the fewest bytes wins: "
+        + "; ".join(
+            f"{c['storage']} {c['bytes_per_token']} B/token at {c['calibration_dev_ppl']:.3f}"
+            for c in d.get("candidates", [])
+        )
+        + f" → **{d.get('storage', 'int8')}**, {d['bytes_per_token']} B/token "
+        f"(calibration perplexity {d['calibration_dev_ppl']:.3f}). Its ablations: the same ranks "
+        "with float latents (low rank alone), every channel with the same codes (latent "
+        "quantization alone), and `kv-int4g16` (plain 4-bit K/V, groups of 16: quantization "
+        "alone).",
         "",
         "## Perplexity vs KV bytes",
         "",
@@ -509,11 +827,41 @@ def render(res: dict) -> str:
         lines += [
             "## Memory and speed",
             "",
-            f"Chunked prefill (512 tokens per call) to the context, then {res['decode_steps']} "
-            "greedy decode steps. `cache MiB`: the cache's tensors at the end; `peak MiB`: peak "
+            "Chunked prefill (512 tokens per call) to the context, then "
+            + (
+                f"{res['decode_steps']} greedy decode steps"
+                if not res.get("speed_parts")
+                else "a few greedy decode steps (`--decode-steps` of the speed processes: "
+                + ", ".join(
+                    str(p.get("decode_steps") or "not recorded") for p in res["speed_parts"]
+                )
+                + ")"
+            )
+            + ". `cache MiB`: the cache's tensors at the end; `peak MiB`: peak "
             "memory above the loaded model during prefill + decode (CPU: VmHWM reset per run; "
             "CUDA: max allocated). Scaled down for a shared CPU: batch 16 only at 512 tokens, "
-            "fp8 and float LoRC only up to 2k, few decode steps (tokens/s are rough).",
+            "the longest context for the full cache and the default only, fp8 and float LoRC "
+            "only up to 2k, few decode steps (tokens/s are rough).",
+            *(
+                [
+                    "These rows come from speed-only processes run beside the quality run "
+                    "(`--speed-only --speed-part`, rows written as measured): "
+                    + "; ".join(
+                        f"{p['part']} ({p['date']}, {p['seconds'] / 60:.1f} min, 1-min load "
+                        f"{p['load'][0]:.1f} → {p['load'][1]:.1f}"
+                        + (
+                            f", default {p['default']['bytes_per_token']} B/token"
+                            if p.get("default")
+                            else ""
+                        )
+                        + ")"
+                        for p in res["speed_parts"]
+                    )
+                    + "."
+                ]
+                if res.get("speed_parts")
+                else []
+            ),
             *(
                 [
                     f"These rows come from a speed-only run (`--speed-only`, "
@@ -580,14 +928,52 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
+FAMILY_ORDER = ("full", "kv-quant", "hf-quantized", "lorc-uniform", "lorc-progressive",
+                "lorc-greedy", "plain-svd", "lorc-ablation", "lorc-default")  # fmt: skip
+
+
+def _merged() -> dict | None:
+    """lorc.json, with the rows of any part runs (``--families``, run in parallel after the same
+    calibration and default) that it lacks; or the parts alone when there is no whole run."""
+    parts = [json.loads(p.read_text()) for p in sorted(JSON_PATH.parent.glob("lorc-part-*.json"))]
+    if JSON_PATH.exists():
+        res = json.loads(JSON_PATH.read_text())
+    elif parts:  # the part that measured the full model's calibration perplexity heads it
+        res = dict(max(parts, key=lambda p: p.get("full_calibration_dev_ppl") is not None))
+    else:
+        return None
+    if parts:
+        names = {r["name"] for r in res["quality"]}
+        rows = list(res["quality"])
+        for part in parts:
+            rows += [r for r in part["quality"] if r["name"] not in names]
+            names |= {r["name"] for r in part["quality"]}
+        order = {f: i for i, f in enumerate(FAMILY_ORDER)}
+        res["quality"] = sorted(rows, key=lambda r: order.get(r["family"], len(order)))
+        res["parts"] = [
+            {k: p[k] for k in ("date", "seconds", "families", "load") if k in p} for p in parts
+        ]
+    return res
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench lorc")
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--dtype",
+        default="bfloat16",
+        help="model dtype (default bfloat16: the full cache is 16-bit, as in a deployment)",
+    )
     p.add_argument("--calib-tokens", type=int, default=768, help="per source, 256-token windows")
     p.add_argument("--eval-tokens", type=int, default=1024, help="per source")
     p.add_argument("--fit-steps", type=int, default=6)
+    p.add_argument(
+        "--budgets",
+        default="float:0.75,0.5;int8:0.45,0.4;int4:0.3,0.25",
+        help="LoRC uniform/progressive/greedy rows: storage:ratios of the full cache;...",
+    )
     p.add_argument("--answer-texts", type=int, default=60)
     p.add_argument("--all-answers", action="store_true", help="answers for every LoRC setting")
     p.add_argument("--speed-contexts", default="512,2048,8192")
@@ -600,7 +986,36 @@ def main(argv: list[str]) -> int:
         "speed rows of lorc.json when rendering)",
     )
     p.add_argument("--render-only", action="store_true")
+    p.add_argument(
+        "--default-json",
+        type=Path,
+        default=None,
+        help="take the default from this file (written by a run that fitted it, "
+        "bench/results/lorc-default.json; waited for) instead of fitting it again",
+    )
+    p.add_argument(
+        "--cache-dtype",
+        default=None,
+        help="float dtype every cache keeps (full K/V, float latents), e.g. bfloat16 with "
+        "--dtype float32 on a CPU without bf16 arithmetic: 16-bit caches, float32 compute",
+    )
+    p.add_argument("--batch16-context", type=int, default=512, help="0: no batch-16 speed rows")
+    p.add_argument(
+        "--speed-part",
+        choices=("baselines", "lorc"),
+        default=None,
+        help="only the speed rows of the baselines (no calibration) or of LoRC, written row by row "
+        "to results/lorc-speed-part-*.json and merged when rendering",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: one budget, tiny sizes")
+    p.add_argument(
+        "--families",
+        type=lambda v: set(filter(None, v.split(","))),
+        default=None,
+        help="measure only these settings' families (full, kv-quant, hf-quantized, plain-svd, "
+        "lorc-ablation, lorc-default, lorc-greedy, ...) into results/lorc-part-*.json, merged "
+        "when rendering: one run split over processes (use --default-json in all but one)",
+    )
     args = p.parse_args(argv)
     if not args.render_only:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -614,15 +1029,33 @@ def main(argv: list[str]) -> int:
             print(json.dumps(res, indent=1)[:3000])
             return 0
         JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
-        (SPEED_JSON_PATH if args.speed_only else JSON_PATH).write_text(json.dumps(res, indent=1))
-    if not JSON_PATH.exists():
+        if args.speed_part:
+            res = None  # written row by row by the speed part itself
+        elif args.families:
+            res["families"] = sorted(args.families)
+            out = JSON_PATH.with_name(f"lorc-part-{'+'.join(sorted(args.families))}.json")
+        else:
+            out = SPEED_JSON_PATH if args.speed_only else JSON_PATH
+        if res is not None:
+            out.write_text(json.dumps(res, indent=1))
+    res = _merged()
+    if res is None:
         print(f"{JSON_PATH} not written yet: run without --speed-only, then --render-only")
         return 0
-    res = json.loads(JSON_PATH.read_text())
     if SPEED_JSON_PATH.exists():
         speed = json.loads(SPEED_JSON_PATH.read_text())
         res["speed"] = speed["speed"]
         res["speed_run"] = {k: speed[k] for k in ("date", "machine", "seconds", "default")}
+    speed_parts = sorted(JSON_PATH.parent.glob("lorc-speed-part-*.json"))
+    if speed_parts:  # row-by-row speed parts replace the rows of the settings they measured
+        parts = [json.loads(p.read_text()) for p in speed_parts]
+        names = {r["name"] for p in parts for r in p["speed"]}
+        res["speed"] = [r for r in res.get("speed", []) if r["name"] not in names]
+        res["speed"] += [r for p in parts for r in p["speed"]]
+        res["speed_parts"] = [
+            {k: p.get(k) for k in ("part", "date", "seconds", "load", "default", "decode_steps")}
+            for p in parts
+        ]
     md = render(res)
     MD_PATH.write_text(md + "\n")
     plot(res, PNG_PATH)

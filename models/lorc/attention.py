@@ -9,9 +9,13 @@ For one layer with H query heads, h_kv key/value heads of size d_h (n_rep = H / 
     y   = Σ_h z_h·(B_v^g·W_o^h) + b      B_v folded into the output projection, per head
 
 Values are never rebuilt: attention weights multiply the latents directly, and the value bias
-folds into the output bias (attention rows sum to one). Works with ``LatentCache`` (generation)
-or no cache (one forward over whole sequences, e.g. perplexity); the latents go through the same
-storage round trip either way, so both paths give the same numbers.
+folds into the output bias (attention rows sum to one). Keys are rebuilt ``KEY_CHUNK`` cached
+tokens at a time with an online softmax across chunks (as flash attention does), so neither the
+keys nor the dequantized latents of the whole context exist at once: the memory above the cache
+is a few MiB per layer whatever the context. Scores are computed ``ATTN_BLOCK_SCORES`` at a
+time. Works with ``LatentCache`` (generation) or no cache (one forward over whole sequences,
+e.g. perplexity); the latents go through the same storage round trip either way, so both paths
+give the same numbers.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.lorc.cache import LatentCache
+from models.lorc.cache import LatentCache, LatentSeq
 from models.lorc.quant import QuantSpec, fake_quant
 
 __all__ = ["LoRCAttention", "rotate_half"]
 
-ATTN_BLOCK_SCORES = 1 << 22  # attention scores computed at once (16 MiB in float32)
+ATTN_BLOCK_SCORES = 1 << 20  # attention scores computed at once (4 MiB in float32)
+KEY_CHUNK = 1024  # cached tokens whose latents are decoded and keys rebuilt at once
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -142,45 +147,89 @@ class LoRCAttention(nn.Module):
                     f"a LoRC-compressed model needs a LatentCache (models.lorc.new_cache(model)), "
                     f"got {type(cache).__name__}"
                 )
-            c_k, c_v = cache.update(c_k, c_v, self.layer_idx, position_ids=position_ids)
+            seq_k, seq_v = cache.update(c_k, c_v, self.layer_idx, position_ids=position_ids)
             cos_k, sin_k = cache.rotary(self.rotary_emb, hidden_states)  # (B, S, dh)
         else:
-            c_k, c_v = self._store(c_k), self._store(c_v)
+            seq_k = LatentSeq(self._store(c_k), q.dtype)
+            seq_v = LatentSeq(self._store(c_v), q.dtype)
             cos_k, sin_k = cos, sin
-        S = c_k.shape[-2]
-        k = self.k_up(c_k.squeeze(1)).view(B, S, self.n_kv, dh).transpose(1, 2)  # (B,h_kv,S,dh)
-        k = _rope(k, cos_k, sin_k)
-        qg = q.view(B, self.n_kv, self.n_rep, T, dh)  # (B, h_kv, n_rep, T, dh)
-        kt = k.transpose(-1, -2)  # (B, h_kv, dh, S): each KV head once, never repeated
-        bias = self._bias(attention_mask, B, T, S, q).unsqueeze(1)  # (B, 1, 1, T, S)
-        # Queries in blocks: the scores of a long prefill never exist whole (memory stays flat)
-        block = max(1, ATTN_BLOCK_SCORES // max(B * self.n_heads * S, 1))
-        parts = []
-        for t0 in range(0, T, block):
-            qb = qg[..., t0 : t0 + block, :]  # (B, h_kv, n_rep, tb, dh)
-            tb = qb.shape[-2]
-            scores = qb.reshape(B, self.n_kv, self.n_rep * tb, dh) @ kt * self.scaling
-            scores = scores.view(B, self.n_kv, self.n_rep, tb, S) + bias[..., t0 : t0 + tb, :]
-            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-            # every head reads the same value latents: one (B, 1, H*tb, S) @ (B, 1, S, r_v)
-            z = probs.reshape(B, 1, self.n_heads * tb, S) @ c_v  # (B, 1, H*tb, r_v)
-            parts.append(z.view(B, self.n_heads, tb, self.rank_v))
-        z = torch.cat(parts, dim=-2) if len(parts) > 1 else parts[0]  # (B, H, T, r_v)
+        z = self._attend(q, seq_k, seq_v, cos_k, sin_k, attention_mask)  # (B, H, T, r_v)
         z = z.transpose(1, 2).reshape(B, T, -1)
         return self.o_proj(z), None  # (B, T, d)
 
+    def _attend(
+        self,
+        q: torch.Tensor,
+        seq_k: LatentSeq,
+        seq_v: LatentSeq,
+        cos_k: torch.Tensor,
+        sin_k: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """softmax(q·kᵀ/√d_h)·c_v for roped queries q (B, H, T, d_h), one chunk of cached tokens at
+        a time (online softmax): a chunk's latents are decoded and its keys rebuilt, used by every
+        query block, and dropped — the keys of the whole context never exist at once. Returns the
+        attention-weighted value latents (B, H, T, r_v) in q's dtype."""
+        B, H, T, dh = q.shape
+        G, R, S = self.n_kv, self.n_rep, seq_k.length
+        chunk = max(1, min(S, KEY_CHUNK))
+        block = max(1, ATTN_BLOCK_SCORES // max(B * H * chunk, 1))  # queries per score block
+        qg = q.reshape(B, G, R, T, dh)  # query head h = g·R + j reads KV head g
+        acc = torch.zeros(B, H, T, self.rank_v, dtype=torch.float32, device=q.device)
+        top = torch.full((B, G, R, T), float("-inf"), dtype=torch.float32, device=q.device)
+        total = torch.zeros(B, G, R, T, dtype=torch.float32, device=q.device)
+        neg = torch.finfo(torch.float32).min
+        for s0 in range(0, S, chunk):
+            s1 = min(S, s0 + chunk)
+            sc = s1 - s0
+            k = self.k_up(seq_k.chunk(s0, s1).squeeze(1))  # (B, sc, h_kv·d_h)
+            k = _rope(k.view(B, sc, G, dh).transpose(1, 2), cos_k[:, s0:s1], sin_k[:, s0:s1])
+            kt = k.transpose(-1, -2)  # (B, G, dh, sc): each KV head once, never repeated
+            c_v = seq_v.chunk(s0, s1)  # (B, 1, sc, r_v)
+            for t0 in range(0, T, block):
+                t1 = min(T, t0 + block)
+                tb = t1 - t0
+                if mask is None and s0 > S - T + t1 - 1:  # causal: the whole chunk is ahead
+                    break
+                qb = qg[..., t0:t1, :].reshape(B, G, R * tb, dh)
+                scores = (qb @ kt).float().view(B, G, R, tb, sc) * self.scaling
+                scores = scores + self._bias(mask, B, T, S, t0, t1, s0, s1, q.device)
+                old = top[..., t0:t1]
+                new = torch.maximum(old, scores.amax(-1)).clamp_(min=neg)  # (B, G, R, tb)
+                probs = torch.exp(scores - new.unsqueeze(-1))  # (B, G, R, tb, sc)
+                keep = torch.exp(old - new)  # rescales what earlier chunks summed
+                total[..., t0:t1] = total[..., t0:t1] * keep + probs.sum(-1)
+                top[..., t0:t1] = new
+                # every head reads the same value latents: one (B, 1, H·tb, sc) @ (B, 1, sc, r_v)
+                z = probs.to(q.dtype).reshape(B, 1, H * tb, sc) @ c_v
+                acc[:, :, t0:t1] = (
+                    acc[:, :, t0:t1] * keep.reshape(B, H, tb, 1)
+                    + z.view(B, H, tb, self.rank_v).float()
+                )
+        return (acc / total.reshape(B, H, T, 1)).to(q.dtype)
+
     @staticmethod
     def _bias(
-        mask: torch.Tensor | None, B: int, T: int, S: int, like: torch.Tensor
+        mask: torch.Tensor | None,
+        B: int,
+        T: int,
+        S: int,
+        t0: int,
+        t1: int,
+        s0: int,
+        s1: int,
+        device: torch.device,
     ) -> torch.Tensor:
-        """Additive mask (B, 1, T, S) from a 4D float/bool mask, or causal when None."""
-        neg = torch.finfo(like.dtype).min
+        """Additive float32 mask (B|1, 1, 1, t1 - t0, s1 - s0) for queries [t0, t1) and cached
+        tokens [s0, s1), from a 4D float/bool mask (B, 1, T, ≥S), or causal when None."""
+        neg = torch.finfo(torch.float32).min
         if mask is None:
-            q_pos = torch.arange(S - T, S, device=like.device)[:, None]  # (T, 1)
-            allowed = torch.arange(S, device=like.device)[None, :] <= q_pos  # (T, S)
-            mask = allowed[None, None].expand(B, 1, T, S)
-        if mask.dtype == torch.bool:
-            return torch.zeros(mask.shape, dtype=like.dtype, device=like.device).masked_fill(
-                ~mask, neg
-            )
-        return mask[..., :S].to(like.dtype)
+            q_pos = torch.arange(S - T + t0, S - T + t1, device=device)[:, None]  # (tb, 1)
+            allowed = torch.arange(s0, s1, device=device)[None, :] <= q_pos  # (tb, sc)
+            part = allowed[None, None]
+        else:
+            part = mask[:, :, t0:t1, s0:s1]  # (B, 1, tb, sc)
+        if part.dtype == torch.bool:
+            bias = torch.zeros(part.shape, dtype=torch.float32, device=device)
+            return bias.masked_fill_(~part, neg).unsqueeze(1)
+        return part.float().clamp(min=neg).unsqueeze(1)

@@ -3,9 +3,11 @@
 ``LatentCache`` holds, per layer, the key latents c_k (B, 1, T, r_k) and value latents
 c_v (B, 1, T, r_v) of ``LoRCAttention``, in a float ``storage`` dtype or as 8-/4-bit codes, and
 once for all layers the rotary positions (B, T) int32 of the cached tokens (keys are rebuilt
-before the rotary embedding, so the positions are needed at every step). ``update`` returns the
-whole (dequantized) latents, the new tokens included, so a forward with the cache sees exactly what
-a later step reads back.
+before the rotary embedding, so the positions are needed at every step). ``update`` stores the new
+tokens and returns two ``LatentSeq`` handles on everything stored, the new tokens included: the
+attention decodes them a chunk of tokens at a time (``LatentSeq.chunk``), so the whole context is
+never dequantized (nor its keys rebuilt) at once, and a forward with the cache sees exactly what a
+later step reads back.
 
 ``QuantKVCache`` is the baseline: the model's own full K/V (B, h_kv, T, d_h) quantized per token
 and per head (group = head_dim), for the unmodified attention.
@@ -23,7 +25,14 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 
 from models.lorc.quant import QTensor, QuantSpec, dequantize, quantize
 
-__all__ = ["LatentCache", "LatentLayer", "QuantKVCache", "QuantKVLayer", "cache_nbytes"]
+__all__ = [
+    "LatentCache",
+    "LatentLayer",
+    "LatentSeq",
+    "QuantKVCache",
+    "QuantKVLayer",
+    "cache_nbytes",
+]
 
 
 class _Store:
@@ -43,6 +52,16 @@ class _Store:
         if isinstance(self.data, QTensor):
             return dequantize(self.data, self.spec.group, dtype)
         return self.data.to(dtype)
+
+    def decode_slice(self, start: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
+        """Tokens [start, stop) decoded (B, H, stop - start, w): a view for float storage in
+        ``dtype``, a fresh (small) tensor for integer codes."""
+        d = self.data
+        if isinstance(d, QTensor):
+            codes, scales = d.codes[..., start:stop, :], d.scales[..., start:stop, :]
+            part = QTensor(codes, scales, d.bits, d.width)
+            return dequantize(part, self.spec.group, dtype)
+        return d[..., start:stop, :].to(dtype)
 
     def append(self, x: torch.Tensor) -> None:
         new = self._encode(x)
@@ -151,8 +170,42 @@ class _StoreLayer(CacheLayerMixin):
         return self.k.nbytes + self.v.nbytes
 
 
+class LatentSeq:
+    """Read access to a layer's stored latents (B, 1, S, r), decoded one chunk of tokens at a
+    time; also wraps a plain tensor (a forward without cache)."""
+
+    def __init__(self, source: _Store | torch.Tensor, dtype: torch.dtype) -> None:
+        self.source = source
+        self.dtype = dtype
+
+    @property
+    def length(self) -> int:
+        if isinstance(self.source, torch.Tensor):
+            return self.source.shape[-2]
+        return self.source.length
+
+    def chunk(self, start: int, stop: int) -> torch.Tensor:
+        """Tokens [start, stop) as (B, 1, stop - start, r) in ``dtype``."""
+        if isinstance(self.source, torch.Tensor):
+            return self.source[..., start:stop, :].to(self.dtype)
+        return self.source.decode_slice(start, stop, self.dtype)
+
+    def full(self) -> torch.Tensor:
+        """Every token decoded at once (tests and small inputs)."""
+        return self.chunk(0, self.length)
+
+
 class LatentLayer(_StoreLayer):
     """Latents c_k (B, 1, T, r_k) and c_v (B, 1, T, r_v) of one ``LoRCAttention`` layer."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        """Append (B, 1, T_new, r) latents; return ``LatentSeq`` handles on all of them (nothing
+        is decoded here)."""
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        self.k.append(key_states)
+        self.v.append(value_states)
+        return LatentSeq(self.k, key_states.dtype), LatentSeq(self.v, value_states.dtype)
 
 
 class QuantKVLayer(_StoreLayer):
@@ -229,11 +282,15 @@ class LatentCache(Cache):
 
 
 class QuantKVCache(Cache):
-    """Plain per-token quantization of the full K/V (8 or 4 bits, one scale per head and token)."""
+    """Plain per-token quantization of the full K/V (8 or 4 bits, one scale per head and token),
+    or (bits None) the full K/V kept in a ``storage`` float dtype (e.g. a bf16 cache for a model
+    that computes in float32)."""
 
-    def __init__(self, num_layers: int, spec: QuantSpec) -> None:
+    def __init__(
+        self, num_layers: int, spec: QuantSpec, storage: torch.dtype | None = None
+    ) -> None:
         self.spec = spec
-        super().__init__(layers=[QuantKVLayer(spec) for _ in range(num_layers)])
+        super().__init__(layers=[QuantKVLayer(spec, storage) for _ in range(num_layers)])
 
     @property
     def nbytes(self) -> int:

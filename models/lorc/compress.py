@@ -45,11 +45,14 @@ __all__ = [
 FORMAT_VERSION = 1
 
 
-def kv_layout(model: torch.nn.Module, spec: QuantSpec | None = None) -> KVLayout:
-    """Geometry of ``model``'s KV cache, the full cache in the model's float dtype."""
+def kv_layout(
+    model: torch.nn.Module, spec: QuantSpec | None = None, storage: torch.dtype | None = None
+) -> KVLayout:
+    """Geometry of ``model``'s KV cache, the full cache in ``storage`` (default the model's float
+    dtype)."""
     cfg = model.config.get_text_config(decoder=True)
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    float_bytes = torch.empty(0, dtype=model.dtype).element_size()
+    float_bytes = torch.empty(0, dtype=storage or model.dtype).element_size()
     return KVLayout(
         cfg.num_hidden_layers, cfg.num_key_value_heads * head_dim, float_bytes, spec or QuantSpec()
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from models.lorc import (
     BudgetError,
@@ -305,3 +307,76 @@ def test_query_blocks_give_the_same_attention(monkeypatch):
     monkeypatch.setattr(attention, "ATTN_BLOCK_SCORES", 6 * 20 * 3)  # 3-query blocks
     blocked = small(input_ids=ids, attention_mask=mask).logits
     assert (whole - blocked)[mask.bool()].abs().max() < 1e-5
+
+
+# --------------------------------------------------------------------------- chunked attention
+@pytest.fixture(scope="module")
+def qwen2_pair():
+    model = tiny_lm("qwen2")  # biases on k/v: the hardest case for the folds
+    factors = factorize(model, calibrate(model, calib_batches()))
+    sched = Schedule([8, 4, 16], [4, 8, 12])
+    return model, factors, sched, compress(model, factors, sched)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    key_chunk=st.integers(1, 25),
+    scores=st.integers(1, 400),
+    split=st.integers(1, 19),
+    full_rank=st.booleans(),
+)
+@torch.no_grad()
+def test_chunked_attention_through_the_cache_is_exact(
+    monkeypatch, qwen2_pair, key_chunk, scores, split, full_rank
+):
+    """Any key chunk / score block size, any prefill split, left padding: the latent model read
+    through its cache gives the logits of the replaced-weights model (at full rank: the original
+    model's)."""
+    from models.lorc import attention
+
+    model, factors, sched, small = qwen2_pair
+    if full_rank:
+        small = compress(model, factors, full_schedule(kv_layout(model)))
+        ref = model
+    else:
+        ref = replaced_weights(model, factors, sched)
+    ids, mask = _left_padded()
+    want = ref(input_ids=ids, attention_mask=mask).logits
+    monkeypatch.setattr(attention, "KEY_CHUNK", key_chunk)
+    monkeypatch.setattr(attention, "ATTN_BLOCK_SCORES", scores)
+    cache = new_cache(small)
+    first = small(input_ids=ids[:, :split], attention_mask=mask[:, :split], cache=cache)
+    rest = small(input_ids=ids[:, split:], attention_mask=mask, cache=cache)
+    got = torch.cat([first.logits, rest.logits], 1)
+    assert (want - got)[mask.bool()].abs().max() < ATOL_FULL
+
+
+@torch.no_grad()
+def test_keys_of_the_whole_context_never_exist_at_once(monkeypatch, qwen2_pair):
+    """Prefill and decode read the cache KEY_CHUNK tokens at a time: the key rebuild (k_up) never
+    sees more tokens than that, and the generated tokens are the same as with one chunk."""
+    from models.lorc import attention
+
+    model, factors, sched, small = qwen2_pair
+    ids, mask = _left_padded()
+    kw = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": 0}
+    whole = small.generate(input_ids=ids, attention_mask=mask, **kw)
+    monkeypatch.setattr(attention, "KEY_CHUNK", 5)
+    seen = []
+    hooks = [
+        layer.self_attn.k_up.register_forward_hook(lambda m, a, o: seen.append(a[0].shape[-2]))
+        for layer in small.model.layers
+    ]
+    try:
+        chunked = small.generate(input_ids=ids, attention_mask=mask, **kw)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert torch.equal(chunked, whole)
+    assert torch.equal(
+        chunked,
+        replaced_weights(model, factors, sched).generate(input_ids=ids, attention_mask=mask, **kw),
+    )
+    assert max(seen) == 5 and ids.shape[1] + kw["max_new_tokens"] > 5
