@@ -103,6 +103,13 @@ MIDDLEWARE = [
     # Last, so that it sees the lockout flag the authentication backend sets (django-axes).
     "axes.middleware.AxesMiddleware",
 ]
+# Server-Timing on every response (``app``: wall time in the web process, ``cpu``: the
+# request thread's CPU time), outermost so that it covers every middleware. Off by default:
+# for measuring (bench/load_mix.py) and for operators telling server time from network and
+# queueing time. The header gives away how long requests take, so keep it off on the internet.
+FRUGAL_SERVER_TIMING = env_bool("FRUGAL_SERVER_TIMING", False)
+if FRUGAL_SERVER_TIMING:
+    MIDDLEWARE.insert(0, "apps.frugal.middleware.ServerTimingMiddleware")
 
 ROOT_URLCONF = "apps.frugal.urls"
 WSGI_APPLICATION = "apps.frugal.wsgi.application"
