@@ -171,7 +171,13 @@ def set_gold_label(
         current.split = target_split
         current.gold_labeled_by = user if label is not None else None
         current.gold_labeled_at = timezone.now() if label is not None else None
-        current.full_clean(validate_unique=False, validate_constraints=False)
+        # The project is unchanged and the labeler is the user in hand: no need to ask the
+        # database whether those two rows exist (two queries a label).
+        current.full_clean(
+            exclude=["project", "gold_labeled_by"],
+            validate_unique=False,
+            validate_constraints=False,
+        )
         current.save(update_fields=["gold_label", "split", "gold_labeled_by", "gold_labeled_at"])
     release_claim(example_id=current.pk, user=user)
     example.gold_label, example.split = current.gold_label, current.split
