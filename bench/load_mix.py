@@ -8,8 +8,9 @@ Redis. ``--clients`` annotators over HTTP: half review rules through the API (cl
 half label pool examples into dev on the gold labeling page (htmx); each waits ``--think``
 seconds on average (uniform 0.5–1.5×) between one answer and the next, as a person reads the
 next card (``--think 0``: back to back, a stress test of throughput, not of 20 people). First an
-idle phase (``--idle`` seconds), then the same clients while two batch jobs run until both end:
-an import of ``--import-rows`` JSONL rows into another project (interactive queue) and a
+idle phase (``--idle`` seconds), then the same clients while two batch jobs run until both end
+(and what they launch, e.g. the search indexing of the imported rows): an import of
+``--import-rows`` JSONL rows into another project (interactive queue) and a
 boosting round (PRBoost, n-gram proposer) on ``--round-dataset`` (a WRENCH set imported once
 into a third project, its embedding cache warmed before the idle phase and kept in
 ``--model-cache-dir``; the round itself runs from scratch every time, on the cpu queue). Both are
@@ -313,12 +314,16 @@ def launch(port: int, token: str, project_id: int, kind: str, params: dict | Non
     return json.loads(data)["id"]
 
 
-def wait_for(job_ids: list[int], *, timeout: float) -> None:
+def wait_for(job_ids: list[int], *, timeout: float, project_ids=()) -> None:
+    """Until the jobs have finished, and with ``project_ids`` every job of those projects too
+    (the search indexing an import launches as it commits is part of the import's work)."""
     from apps.jobs.models import Job
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(job.is_finished for job in Job.objects.filter(pk__in=job_ids)):
+        if all(job.is_finished for job in Job.objects.filter(pk__in=job_ids)) and all(
+            job.is_finished for job in Job.objects.filter(project_id__in=project_ids)
+        ):
             return
         time.sleep(1)
 
@@ -490,17 +495,25 @@ def main(argv: list[str]) -> int:
         job_ids = [launch(port, admin_token, target.pk, "import_dataset", {"path": "mix.jsonl"})]
         if rounds is not None:
             job_ids.append(launch(port, admin_token, rounds.pk, "train_prboost_round"))
+        busy_projects = [target.pk] + ([] if rounds is None else [rounds.pk])
         print(f"busy phase: the same clients {busy_name} ...", flush=True)
         busy = run_phase(
             port=port,
             project_id=project.pk,
             creds=creds,
-            until=lambda: wait_for(job_ids, timeout=args.max_busy),
+            until=lambda: wait_for(job_ids, timeout=args.max_busy, project_ids=busy_projects),
             think=args.think,
             tag="busy",
             seed=1000,
         )
+        from apps.jobs.models import Job
+
         labels = [f"import of {args.import_rows:,} rows", f"boosting round ({args.round_dataset})"]
+        followers = Job.objects.filter(project_id__in=busy_projects, pk__gt=min(job_ids))
+        followers = followers.exclude(pk__in=job_ids).order_by("pk")
+        for job in followers:
+            job_ids.append(job.pk)
+            labels.append(f"then {job.kind}")
         for job_id, label in zip(job_ids, labels, strict=False):
             jobs.append({**job_info(job_id, time.monotonic() - launched), "label": label})
     finally:
