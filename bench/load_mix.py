@@ -225,15 +225,18 @@ def run_phase(*, port, project_id, creds, until, think: float, tag: str, seed: i
             threading.Thread(
                 target=target,
                 args=(port, project_id, secret, stop, stats, lock, seed + i, think, tag),
+                daemon=True,
             )
         )
     started = time.perf_counter()
     for thread in threads:
         thread.start()
-    until()
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=60)
+    try:
+        until()
+    finally:  # Ctrl-C or SIGTERM too: the clients stop, then main() stops the stack
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
     stats["seconds"] = time.perf_counter() - started
     stats["load_avg"] = os.getloadavg()[0]
     for key in ("decisions", "decisions_server", "labels", "labels_server"):
@@ -315,14 +318,16 @@ def launch(port: int, token: str, project_id: int, kind: str, params: dict | Non
 
 
 def wait_for(job_ids: list[int], *, timeout: float, project_ids=()) -> None:
-    """Until the jobs have finished, and with ``project_ids`` every job of those projects too
-    (the search indexing an import launches as it commits is part of the import's work)."""
+    """Until the jobs have finished, and with ``project_ids`` every job launched in those
+    projects since (the search indexing an import launches as it commits is part of the
+    import's work)."""
     from apps.jobs.models import Job
 
+    followers = Job.objects.filter(project_id__in=project_ids, pk__gt=min(job_ids))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if all(job.is_finished for job in Job.objects.filter(pk__in=job_ids)) and all(
-            job.is_finished for job in Job.objects.filter(project_id__in=project_ids)
+            job.is_finished for job in followers.all()
         ):
             return
         time.sleep(1)
@@ -429,6 +434,10 @@ def main(argv: list[str]) -> int:
         RESULTS_MD.write_text(render(json.loads(RESULTS_JSON.read_text())))
         print(RESULTS_MD.read_text())
         return 0
+    # Ctrl-C and SIGTERM end the run cleanly (clients, then the stack, then the import
+    # project), even when started in the background, where a shell ignores SIGINT for it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     # One secret key for this process (which makes the annotators' sessions) and the stack.
     os.environ.setdefault("SECRET_KEY", "bench-load-mix-" + "k" * 40)
     prepare_database(args.db_url)
