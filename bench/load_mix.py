@@ -450,6 +450,14 @@ def main(argv: list[str]) -> int:
         rows=100_000, suggestions=20_000, clients=args.clients, data_dir=args.data_dir,
         rebuild=False,
     )  # fmt: skip
+    # Every run starts from the same examples: the gold labels earlier runs' labelers gave
+    # (pool examples they moved into dev) are taken back, so the dev split the labeling page
+    # counts does not grow from run to run.
+    from apps.datasets.models import Example
+
+    Example.objects.filter(project=project, gold_labeled_by__in=users).update(
+        split="pool", gold_label=None, gold_labeled_by=None, gold_labeled_at=None
+    )
     creds = [credentials(user, label="bench-mix", csrf=CSRF) for user in users]
     admin = users[0]
     target = fresh_import_project(admin)
