@@ -199,6 +199,15 @@ def setup(*, rows: int, suggestions: int, clients: int, data_dir: Path, rebuild:
 # --- load ---------------------------------------------------------------------------------------
 
 
+def server_timing_ms(header: str | None) -> float | None:
+    """The ``app`` duration of a ``Server-Timing`` header (apps/frugal/middleware.py)."""
+    for part in (header or "").split(","):
+        name, _, duration = part.strip().partition(";dur=")
+        if name == "app" and duration:
+            return float(duration)
+    return None
+
+
 class Client:
     """One annotator on one keep-alive connection."""
 
@@ -206,6 +215,7 @@ class Client:
         self.port = port
         self.headers = headers
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+        self.server_ms: float | None = None  # the last response's Server-Timing ``app``
 
     def request(self, method: str, path: str, scenario: str, body=None, headers=None):
         all_headers = {**self.headers, **(headers or {}), "X-Bench-Scenario": scenario}
@@ -215,10 +225,11 @@ class Client:
             response = self.conn.getresponse()
             data = response.read()
             status = response.status
+            self.server_ms = server_timing_ms(response.getheader("Server-Timing"))
         except OSError:
             self.conn.close()
             self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-            data, status = b"", 0
+            data, status, self.server_ms = b"", 0, None
         return status, data, (time.perf_counter() - start) * 1000
 
 

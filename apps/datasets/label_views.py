@@ -98,11 +98,25 @@ def _queue_context(project, example, candidates) -> dict:
     }
 
 
-def _card_context(
-    request, project, split: str, from_pool: bool, *, current_id=None, least_sure: bool = False
-) -> dict:
+def _overlap(project) -> int:
     # apps.agreement builds on datasets (its answers point at examples), so the gold labeling
     # page asks it for overlap at the point of use rather than importing it at module level.
+    from apps.agreement import services as agreement_services
+
+    return agreement_services.overlap_for(project=project)
+
+
+def _card_context(
+    request,
+    project,
+    split: str,
+    from_pool: bool,
+    *,
+    k: int,
+    current_id=None,
+    least_sure: bool = False,
+) -> dict:
+    """The card's context; ``k``: the project's overlap (``_overlap``)."""
     from apps.agreement import selectors as agreement_selectors
     from apps.agreement import services as agreement_services
 
@@ -111,7 +125,6 @@ def _card_context(
     current = _session_dict(request, "label_current")
     if current_id is None:
         current_id = current.get(key)
-    k = agreement_services.overlap_for(project=project)
     candidates = None
     if k > 1:
         candidates = agreement_selectors.overlap_candidates(
@@ -183,18 +196,19 @@ def label(request, project_id: int):
     params = request.POST if request.method == "POST" else request.GET
     split, from_pool = _label_mode(params)
     least_sure = _least_sure(params)
+    k = _overlap(project)  # read once a request: the action and the next card both need it
     if request.method != "POST":
-        context = _card_context(request, project, split, from_pool, least_sure=least_sure)
+        context = _card_context(request, project, split, from_pool, k=k, least_sure=least_sure)
         template = "datasets/label.html" + ("#card" if _wants_region(request) else "")
         response = render(request, template, context)
         patch_vary_headers(response, ["HX-Request"])
         return response
 
     key = _mode_key(project, split, from_pool, least_sure)
-    notice, level, current_id = _apply_label_action(request, project, split, from_pool, key)
+    notice, level, current_id = _apply_label_action(request, project, split, from_pool, key, k=k)
     if _wants_region(request):
         context = _card_context(
-            request, project, split, from_pool, current_id=current_id, least_sure=least_sure
+            request, project, split, from_pool, k=k, current_id=current_id, least_sure=least_sure
         )
         context.update({"notice": notice, "notice_level": level})
         return render(request, "datasets/label.html#card", context)
@@ -206,13 +220,14 @@ def label(request, project_id: int):
     return HttpResponseRedirect(_label_url(project, split, from_pool, least_sure), status=303)
 
 
-def _apply_label_action(request, project, split, from_pool, key) -> tuple[str, str, int | None]:
+def _apply_label_action(
+    request, project, split, from_pool, key, *, k: int
+) -> tuple[str, str, int | None]:
     """Run the posted decision; returns (notice, level, example to show next or None)."""
-    from apps.agreement import services as agreement_services  # see _card_context
 
     action = request.POST.get("action", "label")
     example_id = request.POST.get("example_id", "")
-    overlap = agreement_services.overlap_for(project=project)
+    overlap = k
     if action == "undo":
         # ``u`` right after a skip brings the skipped example back (as in rule review); after a
         # label it takes the label back (with overlap, this annotator's answer).
@@ -296,7 +311,7 @@ def _apply_label_action(request, project, split, from_pool, key) -> tuple[str, s
 
 def _record_vote(request, project, key, example, label_index, split, from_pool):
     """Overlap labeling (k > 1): the answer is one of k; gold comes from agreement."""
-    from apps.agreement import services as agreement_services  # see _card_context
+    from apps.agreement import services as agreement_services  # see _overlap
 
     try:
         outcome = agreement_services.record_label(
@@ -325,7 +340,7 @@ def _record_vote(request, project, key, example, label_index, split, from_pool):
 
 
 def _undo_vote(request, project, key):
-    from apps.agreement import services as agreement_services  # see _card_context
+    from apps.agreement import services as agreement_services  # see _overlap
 
     try:
         vote = agreement_services.undo_last_vote(project=project, user=request.user)

@@ -27,13 +27,13 @@ from datetime import datetime
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Max, Min
+from django.db.models import Subquery
 from django.utils import timezone
 
 from apps.datasets.models import Example, Split
 from apps.datasets.selectors import label_candidates, least_sure_first
 from apps.frugal import cache as fallible_cache
-from apps.projects.models import Role
+from apps.projects.models import Project, Role
 from apps.projects.selectors import role_in_project
 
 LABEL_CLAIM_SECONDS = 120
@@ -171,7 +171,13 @@ def set_gold_label(
         current.split = target_split
         current.gold_labeled_by = user if label is not None else None
         current.gold_labeled_at = timezone.now() if label is not None else None
-        current.full_clean(validate_unique=False, validate_constraints=False)
+        # The project is unchanged and the labeler is the user in hand: no need to ask the
+        # database whether those two rows exist (two queries a label).
+        current.full_clean(
+            exclude=["project", "gold_labeled_by"],
+            validate_unique=False,
+            validate_constraints=False,
+        )
         current.save(update_fields=["gold_label", "split", "gold_labeled_by", "gold_labeled_at"])
     release_claim(example_id=current.pk, user=user)
     example.gold_label, example.split = current.gold_label, current.split
@@ -329,16 +335,30 @@ def next_example_to_label(
             if claim_example(example_id=example.pk, user=user):
                 return example
         return queue[0] if queue else None  # all held by others: better to double up
-    bounds = candidates.aggregate(lo=Min("id"), hi=Max("id"))
-    if bounds["lo"] is None:
+    # Candidates have no gold label, so ordering by (gold_label, id) is ordering by id; said
+    # this way it matches the (project, gold_label, id) index, and PostgreSQL walks this
+    # project's unlabeled rows. Ordered by id alone (or MIN/MAX) it may walk the primary key
+    # instead, through every row of the projects created later: 40 ms a request beside a
+    # 1M-row import into another project, whose rows the statistics do not know yet.
+    ids = candidates.values("id")
+    bounds = (  # both ends in one round trip
+        Project.objects.filter(pk=project.pk)
+        .values(
+            lo=Subquery(ids.order_by("gold_label", "id")[:1]),
+            hi=Subquery(ids.order_by("-gold_label", "-id")[:1]),
+        )
+        .first()
+    )
+    if bounds is None or bounds["lo"] is None:
         return None
+    lo, hi = bounds["lo"], bounds["hi"]
     fallback = None
     passed_over: set[int] = set()
     for _ in range(attempts):
-        pivot = random.randint(bounds["lo"], bounds["hi"])
+        pivot = random.randint(lo, hi)
         pool = candidates.exclude(id__in=passed_over) if passed_over else candidates
-        example = pool.filter(id__gte=pivot).order_by("id").first() or (
-            pool.filter(id__lt=pivot).order_by("-id").first()
+        example = pool.filter(id__gte=pivot).order_by("gold_label", "id").first() or (
+            pool.filter(id__lt=pivot).order_by("-gold_label", "-id").first()
         )
         if example is None:
             break

@@ -103,6 +103,13 @@ MIDDLEWARE = [
     # Last, so that it sees the lockout flag the authentication backend sets (django-axes).
     "axes.middleware.AxesMiddleware",
 ]
+# Server-Timing on every response (``app``: wall time in the web process, ``cpu``: the
+# request thread's CPU time), outermost so that it covers every middleware. Off by default:
+# for measuring (bench/load_mix.py) and for operators telling server time from network and
+# queueing time. The header gives away how long requests take, so keep it off on the internet.
+FRUGAL_SERVER_TIMING = env_bool("FRUGAL_SERVER_TIMING", False)
+if FRUGAL_SERVER_TIMING:
+    MIDDLEWARE.insert(0, "apps.frugal.middleware.ServerTimingMiddleware")
 
 ROOT_URLCONF = "apps.frugal.urls"
 WSGI_APPLICATION = "apps.frugal.wsgi.application"
@@ -222,6 +229,9 @@ FRUGAL_IMPORT_ROOTS = [
     Path(p).resolve()
     for p in env_list("FRUGAL_IMPORT_ROOTS", f"{FRUGAL_DATA_DIR},{VAR_DIR / 'imports'}")
 ]
+# After each batch of the search indexing job, wait this many times as long as the batch
+# took (apps/datasets/search_index.py): 0 indexes at full speed; 1 leaves half a core to people.
+FRUGAL_SEARCH_INDEX_PAUSE = max(0.0, float(os.environ.get("FRUGAL_SEARCH_INDEX_PAUSE", "0")))
 FRUGAL_IMPORT_MAX_BYTES = int(os.environ.get("FRUGAL_IMPORT_MAX_BYTES", str(2 * 1024**3)))
 # The longest text (in characters) one example may have; longer ones are an import problem.
 FRUGAL_MAX_TEXT_CHARS = int(os.environ.get("FRUGAL_MAX_TEXT_CHARS", "100000"))

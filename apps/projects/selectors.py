@@ -44,10 +44,15 @@ def get_project_for_user(*, user, project_id: int, admin: bool = False) -> Proje
     """
     from django.core.exceptions import PermissionDenied
 
-    project = Project.objects.filter(pk=project_id).first()
+    projects = Project.objects.filter(pk=project_id)
+    member = user.is_authenticated and not user.is_superuser
+    if member:  # the project and the user's role in one query (as role_in_project reads it)
+        memberships = Membership.objects.filter(project=OuterRef("pk"), user=user).order_by("id")
+        projects = projects.annotate(member_role=Subquery(memberships.values("role")[:1]))
+    project = projects.first()
     if project is None:
         raise Http404("No such project.")
-    role = role_in_project(user=user, project=project)
+    role = project.member_role if member else role_in_project(user=user, project=project)
     if role is None:
         raise Http404("No such project.")
     if admin and role != Role.ADMIN:

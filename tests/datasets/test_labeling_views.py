@@ -355,3 +355,33 @@ def test_least_sure_queue_says_when_nothing_is_scored(client, project, annotator
     assert 'id="label-done"' in body
     assert "The model has scored no pool example" in body
     assert "finalize or refresh labels to score them" in body
+
+
+@pytest.mark.django_db
+def test_labeling_from_the_pool_costs_a_bounded_number_of_queries(
+    client, annotator, project, url, django_assert_max_num_queries
+):
+    """The busiest page of a labeling session (issue 13 load check): one label and the next
+    card. The budget counts the session, the project with the role in one query, the overlap
+    read once, the label's own transaction (no existence checks of the project and the
+    labeler) and the progress in one pass; a regression adds queries to every label."""
+    Example.objects.bulk_create(
+        Example(project=project, external_id=f"p{i}", text=f"pool text {i}", split="pool")
+        for i in range(30)
+    )
+    Example.objects.bulk_create(
+        Example(project=project, external_id=f"d{i}", text=f"dev {i}", split="dev", gold_label=0)
+        for i in range(4)
+    )
+    client.force_login(annotator)
+    query = {"split": "dev", "source": "pool"}
+    shown = shown_example(client.get(url, query, headers=HTMX))
+    with django_assert_max_num_queries(18) as captured:
+        response = client.post(url, {"example_id": shown.pk, "label": "1", **query}, headers=HTMX)
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert response.status_code == 200
+    shown.refresh_from_db()
+    assert shown.split == "dev" and shown.gold_label == 1
+    assert progress(response) == (5, 5)  # the counts see the label just made
+    assert sum("COUNT(" in q.upper() for q in sql) == 2  # the progress, the pool left
+    assert not any('FROM "projects_project" WHERE' in q and "SELECT 1" in q for q in sql)

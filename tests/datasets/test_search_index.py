@@ -138,6 +138,22 @@ def test_indexing_goes_in_batches_and_running_it_again_changes_nothing(project):
     assert search_index.unindexed_rows(project_id=project.pk) == 0
 
 
+def test_indexing_pauses_after_each_batch_in_proportion_to_its_time(project, settings):
+    """FRUGAL_SEARCH_INDEX_PAUSE leaves the cores to people: after each batch the job waits
+    ``pause`` times as long as the batch took (0: no wait)."""
+    postgres_only()
+    add_examples(project)
+    waits = []
+    settings.FRUGAL_SEARCH_INDEX_PAUSE = 2.0
+    indexed = search_index.index_project(project_id=project.pk, batch_rows=3, sleep=waits.append)
+    assert indexed == len(TEXTS) and vectors_match_their_text(project)
+    assert len(waits) == 3 and all(wait > 0 for wait in waits)  # 3 + 3 + 2 rows
+    Example.objects.filter(project=project).update(search_vector=None)
+    waits.clear()
+    assert search_index.index_project(project_id=project.pk, pause=0, sleep=waits.append) == 8
+    assert waits == []
+
+
 @pytest.mark.django_db
 def test_indexing_is_a_no_op_off_postgres(project):
     if connection.vendor == "postgresql":

@@ -163,3 +163,28 @@ def test_fifty_thousand_keywords_are_refused_at_once_with_a_clear_message(
         format="json",
     ).json()
     assert data["error"] == "" and data["pool_matches"] >= 2
+
+
+def test_a_decision_costs_a_bounded_number_of_queries(
+    api, project, suggestions, annotator, django_assert_max_num_queries
+):
+    """The request annotators make most (issue 13 load check). Counted beyond authentication:
+    the project with the caller's role (one query), the rule, the write (one statement on
+    PostgreSQL, a transaction on SQLite); the automatic-next-round check reuses the project in
+    hand instead of reading it again."""
+    from django.db import connection
+
+    budget = 4 if connection.vendor == "postgresql" else 7  # + BEGIN, SAVEPOINT, RELEASE
+    api.force_authenticate(annotator)
+    claimed = api.post(f"{base(project)}next/").json()
+    url = f"{base(project)}{claimed['id']}/decisions/"
+    with django_assert_max_num_queries(budget) as captured:
+        response = api.post(
+            url, {"action": "accept", "expected_version": claimed["version"]}, format="json"
+        )
+    assert response.status_code == 200 and response.json()["rule"]["status"] == "accepted"
+    assert Rule.objects.get(pk=claimed["id"]).status == RuleStatus.ACCEPTED
+    reads_of_the_project = [
+        q["sql"] for q in captured.captured_queries if 'FROM "projects_project"' in q["sql"]
+    ]
+    assert len(reads_of_the_project) <= 2  # the archived check, the project with the role

@@ -92,21 +92,24 @@ def snapshot(rule: Rule) -> dict[str, Any]:
     }
 
 
-def after_decision(*, project_id: int) -> None:
+def after_decision(*, project_id: int, project: Project | None = None) -> None:
     """What follows a decision, once its transaction commits: the project's next round, when
     apps.training wants one now (``auto_next_round`` on, the round's review complete, no
-    training job running). A failure there is logged and never touches the decision."""
+    training job running). A failure there is logged and never touches the decision.
+    ``project``: the project already in hand (saves reading it again)."""
 
     def start_next_round() -> None:
         # apps.training depends on this app (its rounds read and write rules): imported here,
         # when called, so that no import cycle forms.
         from apps.training.services import maybe_start_next_round
 
-        project = Project.objects.filter(pk=project_id).first()
-        if project is None:
+        current = project
+        if current is None or current.pk != project_id:
+            current = Project.objects.filter(pk=project_id).first()
+        if current is None:
             return
         try:
-            maybe_start_next_round(project=project)
+            maybe_start_next_round(project=current)
         except Exception:  # a failed check must never break the decision that triggered it
             logger.exception("project %s: could not check for an automatic next round", project_id)
 

@@ -178,7 +178,7 @@ def decide(
     rule = _record_decision(
         rule=rule, user=user, action=action, expected_version=expected_version, edits=edits
     )
-    after_decision(project_id=rule.project_id)
+    after_decision(project_id=rule.project_id, project=rule.project)
     return rule
 
 
