@@ -94,6 +94,16 @@ def test_admin_runs_rounds_from_the_dashboard_and_the_plots_gain_points(
         ".test(document.querySelector('#training-dashboard').innerText)",
         timeout=120_000,
     )
+    # "Where it disagrees" fills after finalize (issue 14): its predictions reach dev and test
+    # (cross-fitted on dev), and the pool's least sure examples wait in the labeling queue.
+    page.goto(f"/projects/{youtube_project.pk}/disagreements/")
+    reasons = page.locator(".disagreements-table tbody tr td:nth-child(2)").all_inner_texts()
+    assert "disagrees with gold" in reasons, page.locator("#examples-results").inner_text()
+    screenshot(page, "disagreements")
+    page.locator("#least-sure-link").click()
+    page.wait_for_selector("#queue-why")
+    assert "Least sure first" in page.locator("#queue-why").inner_text()
+    assert page.locator("#queue-next li").count() >= 1
     # The rounds' suggestions wait on the review screen.
     page.goto(f"/projects/{youtube_project.pk}/rules/review/")
     assert page.get_by_role("button", name=re.compile("Accept")).is_visible()
