@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 
 from apps.training.models import Round, RoundStatus
 from tests.browser import conftest as browser_fixtures
@@ -96,7 +97,7 @@ def test_admin_runs_rounds_from_the_dashboard_and_the_plots_gain_points(
     )
     # "Where it disagrees" fills after finalize (issue 14): its predictions reach dev and test
     # (cross-fitted on dev), and the pool's least sure examples wait in the labeling queue.
-    page.goto(f"/projects/{youtube_project.pk}/disagreements/")
+    page.goto(reverse("datasets:disagreements", args=[youtube_project.pk]))
     reasons = page.locator(".disagreements-table tbody tr td:nth-child(2)").all_inner_texts()
     assert "disagrees with gold" in reasons, page.locator("#examples-results").inner_text()
     screenshot(page, "disagreements")
