@@ -160,31 +160,19 @@ def _label(spec) -> str:
 
 def _configs(lm, factors, plain, fitted, default_spec, budgets):
     """(name, family, quant, model, cache factory, layout info) for every compared setting."""
-    from transformers import QuantizedCache
 
     from models.lorc import (
-        QuantKVCache,
         QuantSpec,
         Schedule,
         full_schedule,
         greedy,
         new_cache,
         progressive,
-        quant_kv_cache,
         uniform,
     )
 
     model = lm.model
-    out = [
-        ("full", "full", _full_label(model), model,
-         lambda: _full_cache(model)),
-        ("kv-int8", "kv-quant", "int8", model, lambda: quant_kv_cache(model, QuantSpec(8))),
-        ("kv-int4", "kv-quant", "int4", model, lambda: quant_kv_cache(model, QuantSpec(4))),
-        ("hf-fp8", "hf-quantized", "fp8", model,
-         lambda: QuantizedCache(backend="fp8", config=model.config)),
-        ("kv-int4g16", "kv-quant", "int4g16", model,
-         lambda: QuantKVCache(len(model.model.layers), QuantSpec(4, group=16))),
-    ]  # fmt: skip
+    out = _baseline_configs(model)
     makers = {
         "uniform": lambda L, b: uniform(L, b),
         "progressive": lambda L, b: progressive(L, factors, b),
