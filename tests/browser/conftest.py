@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -100,5 +101,28 @@ def screenshot(request):
         path = SCREENSHOTS / f"{request.node.name}-{step}.png"
         page.screenshot(path=str(path), full_page=True)
         return path
+
+    return take
+
+
+DOC_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture
+def shots(screenshot):
+    """``shots(page, name)``: desktop and phone-width shots; no page wider than the phone. With
+    FRUGAL_DOC_SCREENSHOTS=1 they also go to docs/screenshots/team-<name>-<width>.png."""
+
+    def take(page, name: str) -> None:
+        paths = [screenshot(page, f"{name}-desktop")]
+        page.set_viewport_size({"width": 390, "height": 844})
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        paths.append(screenshot(page, f"{name}-phone"))
+        page.set_viewport_size({"width": 1280, "height": 900})
+        assert overflow <= 392, f"{name} overflows the phone width: {overflow}px"
+        if os.environ.get("FRUGAL_DOC_SCREENSHOTS") == "1":
+            DOC_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            for path, width in zip(paths, ("desktop", "phone"), strict=True):
+                shutil.copy(path, DOC_SCREENSHOTS / f"team-{name}-{width}.png")
 
     return take

@@ -4,10 +4,7 @@ links, and guidelines beside labeling. Each new page is shot at desktop and phon
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -19,26 +16,6 @@ from apps.guidelines.services import save_guidelines
 from apps.projects.models import Membership, Role
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-
-@pytest.fixture
-def shots(screenshot):
-    """``shots(page, name)``: desktop and phone-width shots; no page wider than the phone."""
-
-    def take(page, name: str) -> None:
-        paths = [screenshot(page, f"{name}-desktop")]
-        page.set_viewport_size({"width": 390, "height": 844})
-        overflow = page.evaluate("document.documentElement.scrollWidth")
-        paths.append(screenshot(page, f"{name}-phone"))
-        page.set_viewport_size({"width": 1280, "height": 900})
-        assert overflow <= 392, f"{name} overflows the phone width: {overflow}px"
-        if os.environ.get("FRUGAL_DOC_SCREENSHOTS") == "1":
-            DOCS.mkdir(parents=True, exist_ok=True)
-            for path, width in zip(paths, ("desktop", "phone"), strict=True):
-                shutil.copy(path, DOCS / f"team-{name}-{width}.png")
-
-    return take
 
 
 def card_example_id(page) -> int:

@@ -16,6 +16,7 @@ browser = browser_fixtures.browser
 page = browser_fixtures.page
 login = browser_fixtures.login
 screenshot = browser_fixtures.screenshot
+shots = browser_fixtures.shots
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.needs_data]
 
@@ -42,6 +43,7 @@ def test_admin_runs_rounds_from_the_dashboard_and_the_plots_gain_points(
     login,
     page,
     screenshot,
+    shots,
     eager_jobs,
 ):
     youtube_project.settings["prboost"]["use_imported_votes"] = False
@@ -100,7 +102,7 @@ def test_admin_runs_rounds_from_the_dashboard_and_the_plots_gain_points(
     page.goto(reverse("datasets:disagreements", args=[youtube_project.pk]))
     reasons = page.locator(".disagreements-table tbody tr td:nth-child(2)").all_inner_texts()
     assert "disagrees with gold" in reasons, page.locator("#examples-results").inner_text()
-    screenshot(page, "disagreements")
+    shots(page, "disagreements")
     page.locator("#least-sure-link").click()
     page.wait_for_selector("#queue-why")
     assert "Least sure first" in page.locator("#queue-why").inner_text()
